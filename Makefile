@@ -1,0 +1,42 @@
+# lmrec: `make demo` sets everything up and materializes the whole graph on the bundled demo data;
+#        `make test` runs the test suite. Both work offline (PyPI only) on a fresh machine.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: demo test setup dev manifest benchmark clean
+
+$(BIN)/dagster: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# constraints.txt pins torch==2.13.0 (the local CPU wheel) and every other version we test with.
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $(BIN)/dagster
+
+setup: $(BIN)/dagster manifest
+	mkdir -p $(DAGSTER_HOME)
+	cp deploy/dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+manifest: $(BIN)/dagster
+	cd dbt_project && ../$(BIN)/dbt parse --quiet --profiles-dir .
+
+demo: setup
+	$(BIN)/dagster asset materialize --select '*' -m lmrec_assets.definitions
+	$(BIN)/python -m lmrec_assets.cli summary
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+dev: setup
+	$(BIN)/dagster dev -w workspace.yaml
+
+benchmark: setup
+	$(BIN)/python benchmarks/pipeline_ml100k.py
+
+clean:
+	rm -rf data/warehouse data/artifacts data/reports data/dagster_home dbt_project/target

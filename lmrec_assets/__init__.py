@@ -1,0 +1,1 @@
+"""lmrec: language-model recommenders as Dagster assets."""

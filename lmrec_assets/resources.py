@@ -1,0 +1,106 @@
+"""Resources: where the warehouse and artifacts live, and which dataset to ingest. Nothing here connects at import."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+from dagster import ConfigurableResource, EnvVar
+
+from lmrec_assets.ingestion.sources.base import SourceData
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
+DATASET_SOURCES = ("demo", "movielens-100k", "movielens-1m", "movielens-latest-small", "files")
+
+
+class WarehouseResource(ConfigurableResource):
+    """The pipeline's DuckDB file. One writer at a time: every asset that writes uses the `duckdb_warehouse` pool."""
+
+    path: str
+
+    @contextmanager
+    def connect(self, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+        if not read_only:
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(self.path, read_only=read_only)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+class ArtifactStoreResource(ConfigurableResource):
+    """Root folder for model artifacts (`artifacts/<model>/<version>/`) and reports."""
+
+    data_dir: str
+
+    def model_dir(self, model: str, version: str) -> Path:
+        path = Path(self.data_dir) / "artifacts" / model / version
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def reports_dir(self) -> Path:
+        path = Path(self.data_dir) / "reports"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class DatasetResource(ConfigurableResource):
+    """Which data to ingest. Switching source is configuration (`LMREC_DATASET`), never a code edit.
+
+    - `demo`: the synthetic data set generated from `seed` and `scale` (scale 1 ~ 1k users, 1.5k items, 50k events).
+    - `movielens-100k`, `movielens-1m`, `movielens-latest-small`: the GroupLens files in the folder `path`.
+    - `files`: your own CSV / Parquet / JSONL exports; `files_spec` is JSON with keys interactions, items, users,
+      column_map, item_text_columns, sequence_format (see `ingestion/sources/files.py`).
+    """
+
+    source: str = "demo"
+    path: str = ""
+    seed: int = 7
+    scale: float = 1.0
+    files_spec: str = "{}"
+
+    def load(self) -> SourceData:
+        # Imports are local so that loading the code location stays fast and light.
+        if self.source == "demo":
+            from lmrec_assets.ingestion.sources.demo import demo_size, generate_demo
+
+            n_users, n_items, n_interactions = demo_size(self.scale)
+            return generate_demo(self.seed, n_users, n_items, n_interactions)
+        if self.source.startswith("movielens-"):
+            from lmrec_assets.ingestion.sources.movielens import load_movielens
+
+            return load_movielens(self.source, self.path)
+        if self.source == "files":
+            from lmrec_assets.ingestion.sources.files import FilesSpec, load_files
+
+            return load_files(FilesSpec(**json.loads(self.files_spec)))
+        raise ValueError(f"Unknown dataset source {self.source!r}; choose one of {', '.join(DATASET_SOURCES)}")
+
+
+def _env_or_default(name: str, default: str) -> str | EnvVar:
+    """Use the environment variable when it is set (the UI then shows where the value came from)."""
+    return EnvVar(name) if name in os.environ else default
+
+
+def default_resources() -> dict[str, ConfigurableResource]:
+    data_dir = os.environ.get("LMREC_DATA_DIR", str(DEFAULT_DATA_DIR))
+    return {
+        "warehouse": WarehouseResource(
+            path=_env_or_default("LMREC_WAREHOUSE", str(Path(data_dir) / "warehouse" / "lmrec.duckdb"))
+        ),
+        "artifacts": ArtifactStoreResource(data_dir=_env_or_default("LMREC_DATA_DIR", str(DEFAULT_DATA_DIR))),
+        "dataset": DatasetResource(
+            source=_env_or_default("LMREC_DATASET", "demo"),
+            path=_env_or_default("LMREC_DATASET_PATH", ""),
+            seed=int(os.environ.get("LMREC_DEMO_SEED", "7")),
+            scale=float(os.environ.get("LMREC_DEMO_SCALE", "1.0")),
+            files_spec=_env_or_default("LMREC_FILES_SPEC", "{}"),
+        ),
+    }
