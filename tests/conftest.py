@@ -1,0 +1,33 @@
+"""Shared fixtures: a prepared dbt manifest, a temporary warehouse, and the path to ../shared/data."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+def shared_data_dir() -> Path:
+    return Path(os.environ.get("LMREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"real data sets not found at {path} (set LMREC_SHARED_DATA to the shared/data folder)")
+    return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def dbt_manifest() -> Path:
+    """`dbt parse` once per session so the dbt assets load from a manifest that matches the models on disk."""
+    project = ROOT / "dbt_project"
+    subprocess.run(["dbt", "parse", "--quiet", "--profiles-dir", str(project)], cwd=project, check=True)
+    return project / "target" / "manifest.json"
