@@ -1,0 +1,58 @@
+"""The evaluation group: ranking metrics for every model on the valid and test splits (full ranking)."""
+
+from datetime import datetime, timezone
+
+import pandas as pd
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from lmrec_assets.evaluation.ranking import PROTOCOL, evaluate
+from lmrec_assets.models.assets import MODELS
+from lmrec_assets.models.data import load_split_data
+from lmrec_assets.models.registry import latest_versions, load_model
+from lmrec_assets.resources import WarehouseResource
+from lmrec_assets.warehouse import WAREHOUSE_POOL, frame_metadata, replace_rows
+
+METRIC_COLUMNS = ["model", "model_version", "run_id", "split", "k", "hr", "ndcg", "recall", "precision", "mrr",
+                  "coverage", "n_users", "protocol", "evaluated_at"]
+
+
+@asset(
+    group_name="evaluation",
+    deps=list(MODELS),
+    kinds={"duckdb", "python"},
+    owners=["team:ml"],
+    description=f"HR, NDCG, Recall, Precision, MRR and coverage at K ∈ {{5, 10, 20}} per model and split → "
+    f"evaluation.evaluation_metrics. Protocol: {PROTOCOL}.",
+    pool=WAREHOUSE_POOL,
+)
+def evaluation_metrics(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
+    with warehouse.connect(read_only=True) as con:
+        data = load_split_data(con)
+        registry = latest_versions(con, list(MODELS))
+    evaluated_at = datetime.now(timezone.utc).replace(tzinfo=None)
+    frames = []
+    for row in registry.itertuples():
+        model = load_model(row.model, row.artifact_path)
+        for split in ("valid", "test"):
+            metrics = evaluate(model, data, split)
+            frames.append(metrics.assign(
+                model=row.model, model_version=row.model_version, run_id=context.run_id, split=split,
+                protocol=PROTOCOL, evaluated_at=evaluated_at,
+            ))
+    table = pd.concat(frames, ignore_index=True)[METRIC_COLUMNS]
+
+    with warehouse.connect() as con:
+        con.begin()
+        for row in registry.itertuples():
+            replace_rows(con, "evaluation.evaluation_metrics", table[table.model == row.model],
+                         where="model = ? and model_version = ?", params=(row.model, row.model_version))
+        con.commit()
+
+    leaderboard = table[table.split == "test"].pivot_table(index="model", columns="k", values=["hr", "ndcg"])
+    leaderboard.columns = [f"{metric.upper()}@{k}" for metric, k in leaderboard.columns]
+    return MaterializeResult(metadata={
+        **frame_metadata(table, preview_rows=0),
+        "test_leaderboard": MetadataValue.md(leaderboard.round(4).reset_index().to_markdown(index=False)),
+        "metrics": MetadataValue.md(table.drop(columns=["run_id", "protocol", "evaluated_at"]).round(4).to_markdown(index=False)),
+        "protocol": PROTOCOL,
+    })

@@ -1,0 +1,95 @@
+"""The models group: one asset per model, all built by one factory so every model is trained, versioned, saved and
+registered the same way. A new paradigm is a new file in `models/` plus one entry in `MODELS`."""
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+import pandas as pd
+from dagster import AssetExecutionContext, AssetsDefinition, Config, MaterializeResult, MetadataValue, asset
+
+from lmrec_assets.models.base import Budget, Recommender
+from lmrec_assets.models.data import load_split_data
+from lmrec_assets.models.ease import EASE
+from lmrec_assets.models.popularity import Popularity
+from lmrec_assets.resources import ArtifactStoreResource, WarehouseResource
+from lmrec_assets.warehouse import WAREHOUSE_POOL, replace_rows
+
+# name -> (model class, description). The class is also how recommendations/evaluation load a saved artifact.
+MODELS: dict[str, tuple[Callable[[], Recommender], str]] = {
+    "popularity": (Popularity, "Most-popular items on the train split (non-personalised floor)."),
+    "ease": (EASE, "EASE closed-form item-item model; L2 strength tuned on the valid split."),
+}
+SPLIT_DEPS = ["split_train", "split_valid", "split_test", "dim_items", "dim_users"]
+
+
+class TrainingConfig(Config):
+    """Per-run training budget (the defaults are demo-sized)."""
+
+    seed: int = 7
+    max_epochs: int = 20
+    max_minutes: float = 5.0
+
+
+def model_version(name: str, code_version: str, config: dict, data_fingerprint: str) -> str:
+    """Same code + same config + same training data → same version (what lets a refresh skip unchanged work)."""
+    payload = json.dumps([name, code_version, config, data_fingerprint], sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def build_model_asset(name: str) -> AssetsDefinition:
+    model_class, description = MODELS[name]
+
+    @asset(
+        name=name,
+        group_name="models",
+        deps=SPLIT_DEPS,
+        kinds={"python", "pytorch" if name not in ("popularity", "ease") else "numpy"},
+        owners=["team:ml"],
+        description=description,
+        code_version=model_class.code_version,
+        pool=WAREHOUSE_POOL,
+    )
+    def _model_asset(
+        context: AssetExecutionContext, config: TrainingConfig, warehouse: WarehouseResource, artifacts: ArtifactStoreResource
+    ) -> MaterializeResult:
+        with warehouse.connect(read_only=True) as con:
+            data = load_split_data(con)
+        budget = Budget(seed=config.seed, max_epochs=config.max_epochs, max_minutes=config.max_minutes)
+        version = model_version(name, model_class.code_version, config.model_dump(), data.fingerprint)
+        model = model_class()
+        started = time.perf_counter()
+        report = model.fit(data, budget)
+        fit_seconds = time.perf_counter() - started
+        path = artifacts.model_dir(name, version)
+        model.save(path)
+        context.log.info(f"{name} {version}: fitted in {fit_seconds:.1f}s, valid NDCG@10 {report.valid_ndcg_at_10}")
+
+        row = pd.DataFrame([{
+            "model": name, "model_version": version, "run_id": context.run_id, "artifact_path": str(path),
+            "data_fingerprint": data.fingerprint, "params": json.dumps(report.params),
+            "valid_ndcg_at_10": report.valid_ndcg_at_10, "trainable_parameters": report.trainable_parameters,
+            "fit_seconds": fit_seconds, "created_at": datetime.now(timezone.utc).replace(tzinfo=None),
+        }])
+        with warehouse.connect() as con:
+            con.begin()
+            replace_rows(con, "models.model_registry", row, where="model = ? and model_version = ?", params=(name, version))
+            con.commit()
+        return MaterializeResult(metadata={
+            "model_version": version,
+            "artifact_path": MetadataValue.path(str(path)),
+            "params": report.params,
+            "valid_ndcg_at_10": report.valid_ndcg_at_10,
+            "trainable_parameters": report.trainable_parameters,
+            "fit_seconds": round(fit_seconds, 2),
+            "training_curve": MetadataValue.md(pd.DataFrame(report.curve).to_markdown(index=False)) if report.curve else "",
+            "n_users": data.n_users,
+            "n_items": data.n_items,
+        })
+
+    return _model_asset
+
+
+model_assets = [build_model_asset(name) for name in MODELS]

@@ -1,0 +1,70 @@
+"""EASE (Steck 2019): a closed-form item-item linear autoencoder, B = I - P·diag(1/diag(P)), P = (XᵀX + λI)⁻¹.
+
+λ is chosen on the valid split (NDCG@10) from a small grid; the test split is never looked at.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+from safetensors.numpy import load_file, save_file
+
+from lmrec_assets.models.base import Budget, FitReport, SplitData, history_matrix
+
+LAMBDA_GRID = (25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
+
+
+class EASE:
+    name = "ease"
+    code_version = "1"
+
+    def __init__(self, lambdas: tuple[float, ...] = LAMBDA_GRID) -> None:
+        self.lambdas = lambdas
+        self.weights: np.ndarray | None = None  # (n_items, n_items) float32
+        self.l2: float | None = None
+
+    def fit(self, data: SplitData, budget: Budget) -> FitReport:
+        from lmrec_assets.evaluation.ranking import evaluate  # evaluation imports models.base; avoid a cycle
+
+        users = np.arange(data.n_users)
+        x = history_matrix(data.train_sequences, users, data.n_items)
+        gram = (x.T @ x).toarray().astype(np.float64)
+        curve = []
+        best = (-1.0, None, None)
+        for l2 in self.lambdas:
+            self.weights, self.l2 = _solve(gram, l2), l2
+            ndcg = float(evaluate(self, data, "valid", ks=(10,)).loc[0, "ndcg"])
+            curve.append({"l2": l2, "valid_ndcg_at_10": ndcg})
+            if ndcg > best[0]:
+                best = (ndcg, l2, self.weights)
+        ndcg, self.l2, self.weights = best
+        return FitReport(
+            params={"l2": self.l2, "l2_grid": list(self.lambdas)},
+            valid_ndcg_at_10=ndcg,
+            curve=curve,
+            trainable_parameters=int(data.n_items) ** 2,
+        )
+
+    def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+        return np.asarray(history_matrix(histories, users, self.weights.shape[0]) @ self.weights)
+
+    def save(self, path: Path) -> None:
+        save_file({"weights": self.weights}, str(path / "model.safetensors"))
+        (path / "config.json").write_text(json.dumps({"model": self.name, "l2": self.l2}))
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        model = cls()
+        model.weights = load_file(str(path / "model.safetensors"))["weights"]
+        model.l2 = json.loads((path / "config.json").read_text())["l2"]
+        return model
+
+
+def _solve(gram: np.ndarray, l2: float) -> np.ndarray:
+    precision = np.linalg.inv(gram + l2 * np.eye(len(gram)))
+    weights = -precision / np.diag(precision)
+    np.fill_diagonal(weights, 0.0)
+    return weights.astype(np.float32)
