@@ -5,11 +5,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetSpec
+from dagster import AssetExecutionContext, AssetKey, AssetSpec, Output
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from lmrec_assets.resources import WarehouseResource
-from lmrec_assets.warehouse import WAREHOUSE_POOL
+from lmrec_assets.warehouse import WAREHOUSE_POOL, relation_metadata
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
@@ -41,4 +41,19 @@ def dbt_features(context: AssetExecutionContext, dbt: DbtCliResource, warehouse:
     """Staging → intermediate → marts, with the leave-one-out split, built and tested by `dbt build`."""
     # dbt profiles read only environment variables, so the resource's path is handed over this way.
     os.environ["LMREC_WAREHOUSE"] = str(Path(warehouse.path).resolve())
-    yield from dbt.cli(["build"], context=context).stream()
+    # Row counts and column schemas are read back from DuckDB so every model shows them in the UI.
+    invocation = dbt.cli(["build"], context=context)
+    # Collect first: the dbt process holds DuckDB's write lock until it exits, and only then can the tables be read
+    # back for the row count, column schema and preview that every asset shows in the UI.
+    events = list(invocation.stream())
+    relations = {
+        unique_id: f'"{node["schema"]}"."{node["alias"]}"'
+        for unique_id, node in invocation.manifest["nodes"].items()
+        if node["resource_type"] == "model"
+    }
+    with warehouse.connect() as con:
+        for event in events:
+            relation = relations.get(event.metadata.get("unique_id").value) if isinstance(event, Output) else None
+            if relation is not None:
+                event = event.with_metadata({**event.metadata, **relation_metadata(con, relation)})
+            yield event

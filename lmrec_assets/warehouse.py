@@ -55,3 +55,13 @@ def frame_metadata(frame: pd.DataFrame, preview_rows: int = 5) -> dict:
         "dagster/column_schema": schema,
         "preview": MetadataValue.md(frame.head(preview_rows).to_markdown(index=False)),
     }
+
+
+def relation_metadata(con: duckdb.DuckDBPyConnection, relation: str, preview_rows: int = 5) -> dict:
+    """The same metadata for a table in the warehouse, without reading it all (`relation` is trusted: from dbt)."""
+    columns = con.execute(f"describe {relation}").fetchall()
+    return {
+        "dagster/row_count": con.execute(f"select count(*) from {relation}").fetchone()[0],
+        "dagster/column_schema": TableSchema(columns=[TableColumn(name=c[0], type=c[1]) for c in columns]),
+        "preview": MetadataValue.md(con.execute(f"select * from {relation} limit {preview_rows}").df().to_markdown(index=False)),
+    }

@@ -15,7 +15,7 @@ from lmrec_assets.models.data import load_split_data
 from lmrec_assets.models.ease import EASE
 from lmrec_assets.models.popularity import Popularity
 from lmrec_assets.resources import ArtifactStoreResource, WarehouseResource
-from lmrec_assets.warehouse import WAREHOUSE_POOL, replace_rows
+from lmrec_assets.warehouse import WAREHOUSE_POOL, frame_metadata, replace_rows
 
 # name -> (model class, description). The class is also how recommendations/evaluation load a saved artifact.
 MODELS: dict[str, tuple[Callable[[], Recommender], str]] = {
@@ -78,6 +78,7 @@ def build_model_asset(name: str) -> AssetsDefinition:
             replace_rows(con, "models.model_registry", row, where="model = ? and model_version = ?", params=(name, version))
             con.commit()
         return MaterializeResult(metadata={
+            **frame_metadata(row),
             "model_version": version,
             "artifact_path": MetadataValue.path(str(path)),
             "params": report.params,
