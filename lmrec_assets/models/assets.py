@@ -4,13 +4,12 @@ registered the same way. A new paradigm is a new file in `models/` plus one entr
 import hashlib
 import json
 import time
-from collections.abc import Callable
 from datetime import datetime, timezone
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetsDefinition, Config, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
-from lmrec_assets.models.base import Budget, Recommender
+from lmrec_assets.models.base import FitReport, Recommender
 from lmrec_assets.models.data import load_split_data
 from lmrec_assets.models.ease import EASE
 from lmrec_assets.models.popularity import Popularity
@@ -18,19 +17,11 @@ from lmrec_assets.resources import ArtifactStoreResource, WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL, frame_metadata, replace_rows
 
 # name -> (model class, description). The class is also how recommendations/evaluation load a saved artifact.
-MODELS: dict[str, tuple[Callable[[], Recommender], str]] = {
+MODELS: dict[str, tuple[type[Recommender], str]] = {
     "popularity": (Popularity, "Most-popular items on the train split (non-personalised floor)."),
     "ease": (EASE, "EASE closed-form item-item model; L2 strength tuned on the valid split."),
 }
 SPLIT_DEPS = ["split_train", "split_valid", "split_test", "dim_items", "dim_users"]
-
-
-class TrainingConfig(Config):
-    """Per-run training budget (the defaults are demo-sized)."""
-
-    seed: int = 7
-    max_epochs: int = 20
-    max_minutes: float = 5.0
 
 
 def model_version(name: str, code_version: str, config: dict, data_fingerprint: str) -> str:
@@ -45,23 +36,22 @@ def build_model_asset(name: str) -> AssetsDefinition:
     @asset(
         name=name,
         group_name="models",
-        deps=SPLIT_DEPS,
-        kinds={"python", "pytorch" if name not in ("popularity", "ease") else "numpy"},
+        deps=[*SPLIT_DEPS, *model_class.upstream],
+        kinds={"python", model_class.kind},
         owners=["team:ml"],
         description=description,
         code_version=model_class.code_version,
         pool=WAREHOUSE_POOL,
     )
     def _model_asset(
-        context: AssetExecutionContext, config: TrainingConfig, warehouse: WarehouseResource, artifacts: ArtifactStoreResource
+        context: AssetExecutionContext, config: model_class.Params, warehouse: WarehouseResource, artifacts: ArtifactStoreResource
     ) -> MaterializeResult:
         with warehouse.connect(read_only=True) as con:
             data = load_split_data(con)
-        budget = Budget(seed=config.seed, max_epochs=config.max_epochs, max_minutes=config.max_minutes)
         version = model_version(name, model_class.code_version, config.model_dump(), data.fingerprint)
-        model = model_class()
+        model = model_class(config)
         started = time.perf_counter()
-        report = model.fit(data, budget)
+        report = model.fit(data)
         fit_seconds = time.perf_counter() - started
         path = artifacts.model_dir(name, version)
         model.save(path)
@@ -85,7 +75,7 @@ def build_model_asset(name: str) -> AssetsDefinition:
             "valid_ndcg_at_10": report.valid_ndcg_at_10,
             "trainable_parameters": report.trainable_parameters,
             "fit_seconds": round(fit_seconds, 2),
-            "training_curve": MetadataValue.md(pd.DataFrame(report.curve).to_markdown(index=False)) if report.curve else "",
+            "training_curve": _curve_markdown(report, path),
             "n_users": data.n_users,
             "n_items": data.n_items,
         })
@@ -94,3 +84,31 @@ def build_model_asset(name: str) -> AssetsDefinition:
 
 
 model_assets = [build_model_asset(name) for name in MODELS]
+
+
+def _curve_markdown(report: FitReport, path) -> MetadataValue:
+    """The training curve as a table and, when there is more than one point, an inline plot (also saved as PNG)."""
+    if not report.curve:
+        return MetadataValue.md("no training curve (closed-form or counting model)")
+    curve = pd.DataFrame(report.curve)
+    table = curve.round(5).to_markdown(index=False)
+    if len(curve) < 2:
+        return MetadataValue.md(table)
+    import base64
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x, *ys = curve.columns
+    fig, axes = plt.subplots(1, len(ys), figsize=(4 * len(ys), 3), squeeze=False)
+    for ax, y in zip(axes[0], ys):
+        ax.plot(curve[x], curve[y], marker="o")
+        ax.set_xlabel(x)
+        ax.set_title(y)
+    fig.tight_layout()
+    fig.savefig(path / "training_curve.png", dpi=80)
+    plt.close(fig)
+    encoded = base64.b64encode((path / "training_curve.png").read_bytes()).decode()
+    return MetadataValue.md(f"![training curve](data:image/png;base64,{encoded})\n\n{table}")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol, Self
+from typing import ClassVar, Literal, Protocol, Self
 
 import numpy as np
 import scipy.sparse as sp
+from dagster import Config
 
 Split = Literal["valid", "test"]
 
@@ -22,7 +23,8 @@ class SplitData:
 
     user_ids: np.ndarray  # (n_users,) str
     item_ids: np.ndarray  # (n_items,) str, the whole catalogue (dim_items)
-    item_text: list[str]
+    item_text: list[str]  # dim_items.item_text: the document a language model reads for each item
+    item_titles: list[str]
     train_sequences: list[np.ndarray]
     valid_items: np.ndarray  # (n_users,) int64
     test_items: np.ndarray  # (n_users,) int64
@@ -66,15 +68,18 @@ def history_matrix(histories: list[np.ndarray], users: np.ndarray, n_items: int)
     return matrix
 
 
-@dataclass(frozen=True)
-class Budget:
-    """How much a model may spend on training. Demo defaults keep `make demo` within minutes on 2 cores."""
+class ModelParams(Config):
+    """Seed and training budget shared by every model; a model subclasses it to add its own hyperparameters.
 
-    max_epochs: int = 20
-    max_steps: int | None = None
-    max_minutes: float = 5.0
-    patience: int = 3
+    These are Dagster run config (editable in the launchpad) and they go into the model version. The defaults are
+    demo-sized so `make demo` stays within minutes on 2 cores.
+    """
+
     seed: int = 7
+    max_epochs: int = 20
+    max_steps: int = 0  # 0: no step limit
+    max_minutes: float = 5.0
+    patience: int = 3  # epochs without a valid NDCG@10 gain before early stopping
 
 
 @dataclass
@@ -88,11 +93,21 @@ class FitReport:
 
 
 class Recommender(Protocol):
-    """Fit on the train split, score users × all items (higher is better), save in a standard format."""
+    """Fit on the train split, score users × all items (higher is better), save in a standard format.
 
-    name: str
+    `Params` is the model's config class; the model is built as `Model(Params(...))`. `upstream` names assets the
+    model reads besides the split (e.g. "item_embeddings"); `kind` is shown in the UI (numpy, pytorch, ...).
+    """
 
-    def fit(self, data: SplitData, budget: Budget) -> FitReport: ...
+    name: ClassVar[str]
+    code_version: ClassVar[str]
+    kind: ClassVar[str]
+    upstream: ClassVar[tuple[str, ...]]
+    Params: ClassVar[type[ModelParams]]
+
+    def __init__(self, params: ModelParams) -> None: ...
+
+    def fit(self, data: SplitData) -> FitReport: ...
 
     def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray: ...
 

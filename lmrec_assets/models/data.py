@@ -10,7 +10,7 @@ from lmrec_assets.models.base import SplitData
 
 
 def load_split_data(con: duckdb.DuckDBPyConnection) -> SplitData:
-    items = con.execute("select item_id, item_text from marts.dim_items order by item_id").df()
+    items = con.execute("select item_id, item_text, title from marts.dim_items order by item_id").df()
     users = con.execute("select user_id from marts.dim_users order by user_id").df()
     item_index = pd.Index(items["item_id"])
     user_index = pd.Index(users["user_id"])
@@ -31,6 +31,7 @@ def load_split_data(con: duckdb.DuckDBPyConnection) -> SplitData:
         user_ids=user_index.to_numpy(dtype=str),
         item_ids=item_index.to_numpy(dtype=str),
         item_text=items["item_text"].tolist(),
+        item_titles=items["title"].tolist(),
         train_sequences=sequences,
         valid_items=held_out("valid"),
         test_items=held_out("test"),

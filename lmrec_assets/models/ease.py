@@ -12,54 +12,53 @@ from typing import Self
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from lmrec_assets.models.base import Budget, FitReport, SplitData, history_matrix
+from lmrec_assets.models.base import FitReport, ModelParams, SplitData, history_matrix
 
-LAMBDA_GRID = (25.0, 50.0, 100.0, 250.0, 500.0, 1000.0)
+
+class EASEParams(ModelParams):
+    l2_grid: list[float] = [25.0, 50.0, 100.0, 250.0, 500.0, 1000.0]
 
 
 class EASE:
     name = "ease"
     code_version = "1"
+    kind = "numpy"
+    upstream = ()
+    Params = EASEParams
 
-    def __init__(self, lambdas: tuple[float, ...] = LAMBDA_GRID) -> None:
-        self.lambdas = lambdas
+    def __init__(self, params: EASEParams | None = None) -> None:
+        self.params = params or self.Params()
         self.weights: np.ndarray | None = None  # (n_items, n_items) float32
         self.l2: float | None = None
 
-    def fit(self, data: SplitData, budget: Budget) -> FitReport:
+    def fit(self, data: SplitData) -> FitReport:
         from lmrec_assets.evaluation.ranking import evaluate  # evaluation imports models.base; avoid a cycle
 
-        users = np.arange(data.n_users)
-        x = history_matrix(data.train_sequences, users, data.n_items)
+        x = history_matrix(data.train_sequences, np.arange(data.n_users), data.n_items)
         gram = (x.T @ x).toarray().astype(np.float64)
-        curve = []
-        best = (-1.0, None, None)
-        for l2 in self.lambdas:
+        curve, best = [], (-1.0, None, None)
+        for l2 in self.params.l2_grid:
             self.weights, self.l2 = _solve(gram, l2), l2
             ndcg = float(evaluate(self, data, "valid", ks=(10,)).loc[0, "ndcg"])
             curve.append({"l2": l2, "valid_ndcg_at_10": ndcg})
             if ndcg > best[0]:
                 best = (ndcg, l2, self.weights)
         ndcg, self.l2, self.weights = best
-        return FitReport(
-            params={"l2": self.l2, "l2_grid": list(self.lambdas)},
-            valid_ndcg_at_10=ndcg,
-            curve=curve,
-            trainable_parameters=int(data.n_items) ** 2,
-        )
+        return FitReport(params={"l2": self.l2}, valid_ndcg_at_10=ndcg, curve=curve, trainable_parameters=data.n_items**2)
 
     def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
         return np.asarray(history_matrix(histories, users, self.weights.shape[0]) @ self.weights)
 
     def save(self, path: Path) -> None:
         save_file({"weights": self.weights}, str(path / "model.safetensors"))
-        (path / "config.json").write_text(json.dumps({"model": self.name, "l2": self.l2}))
+        (path / "params.json").write_text(self.params.model_dump_json())
+        (path / "fitted.json").write_text(json.dumps({"l2": self.l2}))
 
     @classmethod
     def load(cls, path: Path) -> Self:
-        model = cls()
+        model = cls(cls.Params.model_validate_json((path / "params.json").read_text()))
         model.weights = load_file(str(path / "model.safetensors"))["weights"]
-        model.l2 = json.loads((path / "config.json").read_text())["l2"]
+        model.l2 = json.loads((path / "fitted.json").read_text())["l2"]
         return model
 
 

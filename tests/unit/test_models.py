@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from lmrec_assets.models.base import Budget, SplitData, history_matrix
-from lmrec_assets.models.ease import EASE, _solve
+from lmrec_assets.models.base import SplitData, history_matrix
+from lmrec_assets.models.ease import EASE, EASEParams, _solve
 from lmrec_assets.models.popularity import Popularity
 
 
@@ -21,6 +21,7 @@ def tiny_split() -> SplitData:
         user_ids=np.array([f"u{u}" for u in range(60)]),
         item_ids=np.array([f"i{i}" for i in range(20)]),
         item_text=[f"item {i}" for i in range(20)],
+        item_titles=[f"Item {i}" for i in range(20)],
         train_sequences=sequences,
         valid_items=np.array(valid),
         test_items=np.array(test),
@@ -30,7 +31,7 @@ def tiny_split() -> SplitData:
 def test_popularity_counts_train_items():
     data = tiny_split()
     model = Popularity()
-    model.fit(data, Budget())
+    model.fit(data)
     assert model.item_counts.sum() == 60 * 4
     assert model.score(np.array([0, 1]), data.train_sequences).shape == (2, 20)
 
@@ -43,8 +44,8 @@ def test_ease_closed_form_matches_definition_and_learns_clusters(tmp_path):
     np.fill_diagonal(expected, 0)
     np.testing.assert_allclose(weights, expected, atol=1e-5)
 
-    model = EASE(lambdas=(1.0, 10.0))
-    report = model.fit(data, Budget())
+    model = EASE(EASEParams(l2_grid=[1.0, 10.0]))
+    report = model.fit(data)
     assert report.params["l2"] in (1.0, 10.0) and len(report.curve) == 2
     scores = model.score(np.array([0, 59]), data.train_sequences)
     assert scores[0, :10].mean() > scores[0, 10:].mean() and scores[1, 10:].mean() > scores[1, :10].mean()
