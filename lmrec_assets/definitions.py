@@ -4,7 +4,7 @@ from dagster import Definitions, define_asset_job
 from dagster_dbt import DbtCliResource
 
 from lmrec_assets.evaluation.assets import evaluation_metrics
-from lmrec_assets.features import dbt_features, dbt_project
+from lmrec_assets.features import DBT_EXECUTABLE, dbt_features, dbt_project
 from lmrec_assets.ingestion.assets import raw_tables
 from lmrec_assets.models.assets import model_assets
 from lmrec_assets.recommend import recommendations
@@ -17,5 +17,5 @@ refresh_job = define_asset_job("refresh_all", selection="*", description="Ingest
 defs = Definitions(
     assets=all_assets,
     jobs=[refresh_job],
-    resources={**default_resources(), "dbt": DbtCliResource(project_dir=dbt_project)},
+    resources={**default_resources(), "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)},
 )

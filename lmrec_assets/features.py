@@ -1,6 +1,8 @@
 """The features group: the dbt project wired once. Every dbt model is an asset, every dbt test an asset check."""
 
 import os
+import shutil
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,8 @@ DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
 # `dagster dev` re-parses on start; CLI runs and tests use the manifest that `make` (or the test fixture) prepared.
 dbt_project.prepare_if_dev()
+# The venv's dbt, even when the venv is not activated (e.g. `.venv/bin/dagster dev`).
+DBT_EXECUTABLE = shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))
 
 
 class LmrecDbtTranslator(DagsterDbtTranslator):

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,5 +31,6 @@ def shared_data() -> Path:
 def dbt_manifest() -> Path:
     """`dbt parse` once per session so the dbt assets load from a manifest that matches the models on disk."""
     project = ROOT / "dbt_project"
-    subprocess.run(["dbt", "parse", "--quiet", "--profiles-dir", str(project)], cwd=project, check=True)
+    dbt = shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))  # not lmrec_assets.features: it needs the manifest
+    subprocess.run([dbt, "parse", "--quiet", "--profiles-dir", str(project)], cwd=project, check=True)
     return project / "target" / "manifest.json"

@@ -8,7 +8,7 @@ from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 from dagster_dbt import DbtCliResource
 
 from lmrec_assets.definitions import all_assets
-from lmrec_assets.features import dbt_project
+from lmrec_assets.features import DBT_EXECUTABLE, dbt_project
 from lmrec_assets.resources import ArtifactStoreResource, DatasetResource, WarehouseResource
 
 
@@ -17,7 +17,7 @@ def resources_for(data_dir: Path, **dataset) -> dict:
         "warehouse": WarehouseResource(path=str(data_dir / "warehouse" / "lmrec.duckdb")),
         "artifacts": ArtifactStoreResource(data_dir=str(data_dir)),
         "dataset": DatasetResource(**({"source": "demo", "scale": 0.1} | dataset)),
-        "dbt": DbtCliResource(project_dir=dbt_project),
+        "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
     }
 
 

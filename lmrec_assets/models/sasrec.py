@@ -1,0 +1,257 @@
+"""SASRec (Kang & McAuley 2018): causal self-attention over a user's item-ID sequence.
+
+The item table has a padding row 0 (item i is row i + 1). Training uses every position of every train sequence:
+the hidden state after item t is scored against the *whole* catalogue (cross-entropy, no negative sampling) to
+predict item t + 1, which trains all prefixes of a sequence in one pass. Sequences longer than `max_len` are cut
+into windows of `max_len` inputs. A user is scored by the hidden state after the last item of their conditioning
+history · every item vector. Early stopping on valid NDCG@10 keeps the best weights; the test split is never read.
+
+Params: the defaults are demo-sized (the bundled demo trains in well under a minute on 2 cores). The setting used for
+the MovieLens benchmarks (`QUALITY`) differs only in budget and regularisation; see `benchmarks/` for numbers.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Self
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from lmrec_assets.models.base import FitReport, ModelParams, SplitData
+
+log = logging.getLogger(__name__)
+
+
+class SASRecParams(ModelParams):
+    max_len: int = 50  # inputs per window; also how much of a history scoring reads
+    hidden: int = 64
+    layers: int = 2
+    heads: int = 2
+    dropout: float = 0.2
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 128  # windows per step
+    eval_every: int = 1  # epochs between valid evaluations (patience counts evaluations)
+    max_minutes: float = 1.0
+
+
+# The setting behind the MovieLens benchmark numbers (other param values only).
+QUALITY = {"max_len": 200, "hidden": 64, "layers": 2, "dropout": 0.3, "max_epochs": 200, "max_minutes": 5.0, "patience": 5}
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with causal self-attention (right padding means no pad mask is needed:
+    a real position never attends to a later, padded one)."""
+
+    def __init__(self, hidden: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.heads = heads
+        self.dropout = dropout
+        self.norm1 = nn.LayerNorm(hidden)
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.proj = nn.Linear(hidden, hidden)
+        self.norm2 = nn.LayerNorm(hidden)
+        self.mlp = nn.Sequential(nn.Linear(hidden, 4 * hidden), nn.GELU(), nn.Linear(4 * hidden, hidden))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, length, hidden = x.shape
+        q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.heads, hidden // self.heads).permute(2, 0, 3, 1, 4)
+        attn = F.scaled_dot_product_attention(q, k, v, is_causal=True, dropout_p=self.dropout if self.training else 0.0)
+        x = x + self.drop(self.proj(attn.transpose(1, 2).reshape(b, length, hidden)))
+        return x + self.drop(self.mlp(self.norm2(x)))
+
+
+class SequenceEncoder(nn.Module):
+    """Item vectors (batch, length, hidden) + learned positions → hidden states, one per position."""
+
+    def __init__(self, max_len: int, hidden: int, layers: int, heads: int, dropout: float) -> None:
+        super().__init__()
+        self.positions = nn.Embedding(max_len, hidden)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(hidden, heads, dropout) for _ in range(layers))
+        self.norm = nn.LayerNorm(hidden)
+
+    def forward(self, item_vectors: torch.Tensor) -> torch.Tensor:
+        x = self.drop(item_vectors + self.positions.weight[: item_vectors.shape[1]])
+        for block in self.blocks:
+            x = block(x)
+        return self.norm(x)
+
+
+class IDItems(nn.Module):
+    """The item table of plain SASRec: one learned vector per item, row 0 (padding) fixed at zero."""
+
+    def __init__(self, n_items: int, hidden: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(n_items + 1, hidden, padding_idx=0)
+        nn.init.normal_(self.embedding.weight, std=0.02)
+        with torch.no_grad():
+            self.embedding.weight[0].zero_()
+
+    def forward(self) -> torch.Tensor:
+        return self.embedding.weight
+
+
+class SequentialRecommenderNet(nn.Module):
+    """An item table (any module returning (n_items + 1, hidden)) shared by the input and the output side."""
+
+    def __init__(self, items: nn.Module, encoder: SequenceEncoder) -> None:
+        super().__init__()
+        self.items = items
+        self.encoder = encoder
+
+    def hidden_states(self, table: torch.Tensor, padded: torch.Tensor) -> torch.Tensor:
+        return self.encoder(table[padded])
+
+    def loss(self, padded: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean cross-entropy over the catalogue at every non-padding position (targets 0 are padding)."""
+        table = self.items()
+        states = self.hidden_states(table, padded)
+        real = targets > 0
+        logits = states[real] @ table[1:].T  # only real positions: padding would waste the (n, n_items) product
+        return F.cross_entropy(logits, targets[real] - 1)
+
+    def last_scores(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        table = self.items()
+        states = self.hidden_states(table, padded)
+        return states[torch.arange(len(lengths)), lengths - 1] @ table[1:].T
+
+
+def training_windows(sequences: list[np.ndarray], max_len: int) -> list[np.ndarray]:
+    """Cut each sequence (as item rows, i.e. index + 1) into windows of ≤ max_len + 1 items, newest window first
+    full-length; consecutive windows share one item so every transition is a training target exactly once."""
+    windows = []
+    for seq in sequences:
+        for end in range(len(seq), 1, -max_len):
+            windows.append(seq[max(0, end - max_len - 1) : end] + 1)
+    return windows
+
+
+def pad_right(rows: list[np.ndarray], length: int) -> torch.Tensor:
+    padded = np.zeros((len(rows), length), dtype=np.int64)
+    for i, row in enumerate(rows):
+        padded[i, : len(row)] = row
+    return torch.from_numpy(padded)
+
+
+def length_batches(windows: list[np.ndarray], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Batches of similar-length windows (little padding), in random order; ties broken randomly each epoch."""
+    lengths = np.array([len(w) for w in windows])
+    order = np.lexsort((rng.random(len(windows)), lengths))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+class SASRec:
+    name = "sasrec"
+    code_version = "1"
+    kind = "pytorch"
+    upstream: tuple[str, ...] = ()
+    Params = SASRecParams
+
+    def __init__(self, params: SASRecParams | None = None) -> None:
+        self.params = params or self.Params()
+        self.net: SequentialRecommenderNet | None = None
+        self.n_items = 0
+
+    # Subclasses (the text hybrid) change only the item table and what rebuilding it needs.
+    def build_items(self, data: SplitData) -> nn.Module:
+        return IDItems(data.n_items, self.params.hidden)
+
+    def empty_items(self, fitted: dict) -> nn.Module:
+        return IDItems(fitted["n_items"], self.params.hidden)
+
+    def fitted_state(self) -> dict:
+        return {"n_items": self.n_items}
+
+    def build_net(self, items: nn.Module) -> SequentialRecommenderNet:
+        p = self.params
+        return SequentialRecommenderNet(items, SequenceEncoder(p.max_len, p.hidden, p.layers, p.heads, p.dropout))
+
+    def fit(self, data: SplitData) -> FitReport:
+        from lmrec_assets.evaluation.ranking import evaluate  # evaluation imports models.base; avoid a cycle
+
+        p = self.params
+        torch.manual_seed(p.seed)
+        rng = np.random.default_rng(p.seed)
+        self.n_items = data.n_items
+        self.net = self.build_net(self.build_items(data))
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
+        windows = training_windows(data.train_sequences, p.max_len)
+        n_params = sum(t.numel() for t in self.net.parameters() if t.requires_grad)
+        log.info(f"{self.name}: {len(windows)} windows, {sum(len(w) - 1 for w in windows)} targets, {n_params} parameters")
+
+        started, steps, curve = time.perf_counter(), 0, []
+        best_ndcg, best_state, best_epoch, since_best = -1.0, None, 0, 0
+        for epoch in range(1, p.max_epochs + 1):
+            self.net.train()
+            losses, out_of_budget = [], False
+            for batch in length_batches(windows, p.batch_size, rng):
+                rows = [windows[i] for i in batch]
+                padded = pad_right(rows, max(len(r) for r in rows))
+                loss = self.net.loss(padded[:, :-1], padded[:, 1:])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+                steps += 1
+                minutes = (time.perf_counter() - started) / 60
+                if (p.max_steps and steps >= p.max_steps) or minutes >= p.max_minutes:
+                    out_of_budget = True
+                    break
+            row = {"epoch": epoch, "loss": float(np.mean(losses)), "valid_ndcg_at_10": None}
+            if epoch % p.eval_every == 0 or out_of_budget or epoch == p.max_epochs:
+                ndcg = float(evaluate(self, data, "valid", ks=(10,)).loc[0, "ndcg"])
+                row["valid_ndcg_at_10"] = ndcg
+                if ndcg > best_ndcg:
+                    best_ndcg, best_epoch, since_best = ndcg, epoch, 0
+                    best_state = copy.deepcopy(self.net.state_dict())
+                else:
+                    since_best += 1
+            curve.append(row)
+            log.info(f"{self.name} epoch {epoch}: loss {row['loss']:.4f}, valid NDCG@10 {row['valid_ndcg_at_10']}, "
+                     f"{time.perf_counter() - started:.0f}s")
+            if out_of_budget or since_best >= p.patience:
+                break
+        self.net.load_state_dict(best_state)
+        self.net.eval()
+        return FitReport(
+            params={**p.model_dump(), "best_epoch": best_epoch, "steps": steps},
+            valid_ndcg_at_10=best_ndcg,
+            curve=curve,
+            trainable_parameters=n_params,
+        )
+
+    @torch.no_grad()
+    def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+        self.net.eval()
+        rows = [histories[u][-self.params.max_len :] + 1 for u in users]
+        # An empty history reads one padding token: the scores are then the model's "no context" prior.
+        lengths = torch.tensor([max(len(r), 1) for r in rows])
+        padded = pad_right(rows, int(lengths.max()) if len(rows) else 1)
+        return self.net.last_scores(padded, lengths).numpy()
+
+    def save(self, path: Path) -> None:
+        save_file({k: v.contiguous() for k, v in self.net.state_dict().items()}, str(path / "model.safetensors"))
+        (path / "params.json").write_text(self.params.model_dump_json())
+        (path / "fitted.json").write_text(json.dumps(self.fitted_state()))
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        model = cls(cls.Params.model_validate_json((path / "params.json").read_text()))
+        fitted = json.loads((path / "fitted.json").read_text())
+        model.n_items = fitted["n_items"]
+        model.net = model.build_net(model.empty_items(fitted))
+        model.net.load_state_dict(load_file(str(path / "model.safetensors")))
+        model.net.eval()
+        return model
