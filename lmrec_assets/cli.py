@@ -10,9 +10,10 @@ import duckdb
 from lmrec_assets.resources import default_resources
 
 EXAMPLE_QUERIES = {
-    "Top-10 for one user from every model": (
-        "select model, rank, item_id, round(score, 4) as score from recs.latest_recommendations "
-        "where user_id = (select min(user_id) from marts.dim_users) and rank <= 10 order by model, rank"
+    "Top-5 for one user from every model": (
+        "select r.model, r.rank, r.item_id, i.title, round(r.score, 4) as score "
+        "from recs.latest_recommendations as r join marts.dim_items as i using (item_id) "
+        "where r.user_id = (select min(user_id) from marts.dim_users) and r.rank <= 5 order by r.model, r.rank"
     ),
     "Test leaderboard at K=10": (
         "select model, round(hr, 4) as hr_at_10, round(ndcg, 4) as ndcg_at_10, round(mrr, 4) as mrr_at_10, "
@@ -42,7 +43,7 @@ def summary() -> None:
     for title, sql in EXAMPLE_QUERIES.items():
         print(f"\n-- {title}\n{sql};")
         print(con.execute(sql).df().to_string(index=False))
-    print(f"\nQuery it yourself: duckdb -readonly {path}   (or python -c \"import duckdb; duckdb.connect('{path}', read_only=True)\")")
+    print(f"\nQuery it yourself (read-only): .venv/bin/python -c \"import duckdb; print(duckdb.connect('{path}', read_only=True).sql('select * from recs.latest_recommendations limit 5'))\"")
 
 
 def recommend(user: str, model: str | None, k: int) -> None:
