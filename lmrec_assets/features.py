@@ -1,5 +1,6 @@
 """The features group: the dbt project wired once. Every dbt model is an asset, every dbt test an asset check."""
 
+import hashlib
 import os
 import shutil
 import sys
@@ -10,6 +11,7 @@ from typing import Any
 from dagster import AssetExecutionContext, AssetKey, AssetSpec, Output
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
+from lmrec_assets.lineage import latest_artifacts, record_artifact
 from lmrec_assets.resources import WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL, relation_metadata
 
@@ -50,14 +52,34 @@ def dbt_features(context: AssetExecutionContext, dbt: DbtCliResource, warehouse:
     # Collect first: the dbt process holds DuckDB's write lock until it exits, and only then can the tables be read
     # back for the row count, column schema and preview that every asset shows in the UI.
     events = list(invocation.stream())
-    relations = {
-        unique_id: f'"{node["schema"]}"."{node["alias"]}"'
-        for unique_id, node in invocation.manifest["nodes"].items()
-        if node["resource_type"] == "model"
-    }
+    manifest = invocation.manifest
     with warehouse.connect() as con:
+        con.begin()
         for event in events:
-            relation = relations.get(event.metadata.get("unique_id").value) if isinstance(event, Output) else None
-            if relation is not None:
-                event = event.with_metadata({**event.metadata, **relation_metadata(con, relation)})
+            node = manifest["nodes"].get(event.metadata["unique_id"].value) if isinstance(event, Output) else None
+            if node is not None and node["resource_type"] == "model":
+                event = event.with_metadata({
+                    **event.metadata,
+                    **relation_metadata(con, f'"{node["schema"]}"."{node["alias"]}"'),
+                    "lineage_artifact_id": _record_lineage(con, node, manifest, context.run_id),
+                })
             yield event
+        con.commit()
+
+
+def _record_lineage(con, node: Mapping[str, Any], manifest: Mapping[str, Any], run_id: str) -> str:
+    """A dbt model's version is its SQL checksum plus the versions of its parents (models are built in DAG order)."""
+    parent_keys = [_asset_name(manifest, parent) for parent in node["depends_on"]["nodes"]]
+    parents = latest_artifacts(con, parent_keys)
+    code_version = node["checksum"]["checksum"][:16]
+    version = hashlib.sha256(f"{code_version}|{sorted(parents['version'])}".encode()).hexdigest()[:16]
+    return record_artifact(
+        con, asset_key=node["name"], version=version, run_id=run_id, code_version=code_version,
+        parent_keys=parent_keys, details={"relation": f'{node["schema"]}.{node["alias"]}', "unique_id": node["unique_id"]},
+    )
+
+
+def _asset_name(manifest: Mapping[str, Any], unique_id: str) -> str:
+    if unique_id in manifest["sources"]:
+        return f"raw_{manifest['sources'][unique_id]['name']}"
+    return manifest["nodes"][unique_id]["name"]

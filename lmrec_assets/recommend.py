@@ -1,5 +1,6 @@
 """The recommendations group: top-K per user for every trained model, written once for all models."""
 
+import hashlib
 from datetime import datetime, timezone
 
 import numpy as np
@@ -7,6 +8,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from lmrec_assets.evaluation.ranking import batches, masked_scores, top_k
+from lmrec_assets.lineage import create_views, record_artifact
 from lmrec_assets.models.assets import MODELS
 from lmrec_assets.models.base import Recommender, SplitData
 from lmrec_assets.models.data import load_split_data
@@ -14,6 +16,7 @@ from lmrec_assets.models.registry import latest_versions, load_model
 from lmrec_assets.resources import WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL, frame_metadata, replace_rows
 
+CODE_VERSION = "1"
 VERSIONS_KEPT = 3  # older versions are pruned so the table stays small; lineage keeps the history
 
 
@@ -45,6 +48,7 @@ def recommend_top_k(model: Recommender, data: SplitData, k: int, batch_size: int
     description="Top-K items per user for every model (seen items excluded) → recs.recommendations; "
     "recs.latest_recommendations shows each model's newest run.",
     pool=WAREHOUSE_POOL,
+    code_version=CODE_VERSION,
 )
 def recommendations(context: AssetExecutionContext, config: RecommendationsConfig, warehouse: WarehouseResource) -> MaterializeResult:
     with warehouse.connect(read_only=True) as con:
@@ -82,9 +86,20 @@ def recommendations(context: AssetExecutionContext, config: RecommendationsConfi
             qualify run_id = first(run_id) over (partition by model order by generated_at desc)
             """
         )
+        record_artifact(
+            con, asset_key="recommendations", version=_version(registry, config.k), run_id=context.run_id,
+            code_version=CODE_VERSION, parent_keys=registry["model"],
+            details={"k": config.k, "model_versions": dict(zip(registry["model"], registry["model_version"]))},
+        )
+        create_views(con)
         con.commit()
     return MaterializeResult(metadata={
         **frame_metadata(table),
         "models": MetadataValue.md(registry[["model", "model_version", "valid_ndcg_at_10"]].to_markdown(index=False)),
         "k": config.k,
     })
+
+
+def _version(registry: pd.DataFrame, k: int) -> str:
+    """Recommendations are a function of the model versions and K."""
+    return hashlib.sha256(f"{sorted(zip(registry['model'], registry['model_version']))}|{k}".encode()).hexdigest()[:16]

@@ -6,12 +6,14 @@ import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from lmrec_assets.evaluation.ranking import PROTOCOL, evaluate
+from lmrec_assets.lineage import record_artifact
 from lmrec_assets.models.assets import MODELS
 from lmrec_assets.models.data import load_split_data
 from lmrec_assets.models.registry import latest_versions, load_model
 from lmrec_assets.resources import WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL, frame_metadata, replace_rows
 
+CODE_VERSION = "1"
 METRIC_COLUMNS = ["model", "model_version", "run_id", "split", "k", "hr", "ndcg", "recall", "precision", "mrr",
                   "coverage", "n_users", "protocol", "evaluated_at"]
 
@@ -24,6 +26,7 @@ METRIC_COLUMNS = ["model", "model_version", "run_id", "split", "k", "hr", "ndcg"
     description=f"HR, NDCG, Recall, Precision, MRR and coverage at K ∈ {{5, 10, 20}} per model and split → "
     f"evaluation.evaluation_metrics. Protocol: {PROTOCOL}.",
     pool=WAREHOUSE_POOL,
+    code_version=CODE_VERSION,
 )
 def evaluation_metrics(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     with warehouse.connect(read_only=True) as con:
@@ -46,6 +49,11 @@ def evaluation_metrics(context: AssetExecutionContext, warehouse: WarehouseResou
         for row in registry.itertuples():
             replace_rows(con, "evaluation.evaluation_metrics", table[table.model == row.model],
                          where="model = ? and model_version = ?", params=(row.model, row.model_version))
+        record_artifact(
+            con, asset_key="evaluation_metrics", version=context.run_id[:16], run_id=context.run_id,
+            code_version=CODE_VERSION, parent_keys=registry["model"],
+            details={"model_versions": dict(zip(registry["model"], registry["model_version"])), "protocol": PROTOCOL},
+        )
         con.commit()
 
     leaderboard = table[table.split == "test"].pivot_table(index="model", columns="k", values=["hr", "ndcg"])

@@ -1,27 +1,30 @@
 """The ingestion group: read the configured source once, validate, land raw tables and quarantine the rest."""
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pandas as pd
 from dagster import AssetExecutionContext, AssetSpec, DataVersion, MaterializeResult, MetadataValue, multi_asset
 
 from lmrec_assets.ingestion.sources.base import RawTable
 from lmrec_assets.ingestion.validate import Validated, validate_interactions, validate_items, validate_users
+from lmrec_assets.lineage import record_artifact
 from lmrec_assets.resources import DatasetResource, WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL, frame_metadata, replace_rows, table_exists
 
 OWNERS = ["team:data-platform"]
+CODE_VERSION = "1"  # bump when validation or landing rules change
 _SPECS = {
     "items": AssetSpec(
-        "raw_items", group_name="ingestion", kinds={"duckdb", "python"}, owners=OWNERS,
+        "raw_items", group_name="ingestion", kinds={"duckdb", "python"}, owners=OWNERS, code_version=CODE_VERSION,
         description="Accepted items with their text fields (title, categories, description) → raw.items.",
     ),
     "users": AssetSpec(
-        "raw_users", group_name="ingestion", kinds={"duckdb", "python"}, owners=OWNERS,
+        "raw_users", group_name="ingestion", kinds={"duckdb", "python"}, owners=OWNERS, code_version=CODE_VERSION,
         description="Accepted users with optional sensitive attributes → raw.users (empty when the source has none).",
     ),
     "interactions": AssetSpec(
-        "raw_interactions", group_name="ingestion", kinds={"duckdb", "python"}, owners=OWNERS,
+        "raw_interactions", group_name="ingestion", kinds={"duckdb", "python"}, owners=OWNERS, code_version=CODE_VERSION,
         description="Accepted user-item events → raw.interactions; malformed rows → raw.rejected_rows with a reason.",
     ),
 }
@@ -47,7 +50,9 @@ def raw_tables(context: AssetExecutionContext, dataset: DatasetResource, warehou
 
     with warehouse.connect() as con:
         con.begin()
-        outcomes = {entity: _land(con, entity, raw, checked, loaded_at) for entity, (raw, checked) in batches.items()}
+        outcomes = {
+            entity: _land(con, entity, raw, checked, loaded_at, context.run_id) for entity, (raw, checked) in batches.items()
+        }
         con.commit()
 
     for entity, (raw, checked) in batches.items():
@@ -58,7 +63,7 @@ def raw_tables(context: AssetExecutionContext, dataset: DatasetResource, warehou
         )
 
 
-def _land(con, entity: str, raw: RawTable | None, checked: Validated | None, loaded_at: datetime) -> str:
+def _land(con, entity: str, raw: RawTable | None, checked: Validated | None, loaded_at: datetime, run_id: str) -> str:
     """Replace the entity's raw rows with this batch, unless exactly this batch is already there (idempotent)."""
     batch_id = raw.batch_id if raw is not None else "none"
     if table_exists(con, "raw.load_batches"):
@@ -85,6 +90,13 @@ def _land(con, entity: str, raw: RawTable | None, checked: Validated | None, loa
         }]),
         where="entity = ? and batch_id = ?",
         params=(entity, batch_id),
+    )
+    source_path = Path(raw.source_file) if raw is not None and Path(raw.source_file).is_file() else None
+    record_artifact(
+        con, asset_key=f"raw_{entity}", version=batch_id, run_id=run_id, code_version=CODE_VERSION, parent_keys=[],
+        path=source_path,
+        details={"source_file": raw.source_file if raw else "", "sha256": raw.sha256 if raw else "",
+                 "n_read": checked.n_read if checked else 0, "n_rejected": len(checked.rejected) if checked else 0},
     )
     return "loaded"
 

@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
+from lmrec_assets.lineage import record_artifact
 from lmrec_assets.models.base import FitReport, Recommender
 from lmrec_assets.models.data import load_split_data
 from lmrec_assets.models.ease import EASE
@@ -66,10 +67,17 @@ def build_model_asset(name: str) -> AssetsDefinition:
         with warehouse.connect() as con:
             con.begin()
             replace_rows(con, "models.model_registry", row, where="model = ? and model_version = ?", params=(name, version))
+            artifact_id = record_artifact(
+                con, asset_key=name, version=version, run_id=context.run_id, code_version=model_class.code_version,
+                parent_keys=[*SPLIT_DEPS, *model_class.upstream], path=path,
+                details={"params": config.model_dump(), "fitted": report.params, "base_lm": getattr(config, "lm", None),
+                         "data_fingerprint": data.fingerprint},
+            )
             con.commit()
         return MaterializeResult(metadata={
             **frame_metadata(row),
             "model_version": version,
+            "lineage_artifact_id": artifact_id,
             "artifact_path": MetadataValue.path(str(path)),
             "params": report.params,
             "valid_ndcg_at_10": report.valid_ndcg_at_10,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
+from lmrec_assets.models.assets import MODELS
 from tests.integration.pipeline import materialize_all
 
 pytestmark = pytest.mark.integration
@@ -25,7 +26,7 @@ def test_every_asset_and_check_succeeds(run):
     assert result.success
     keys = {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
     assert {"raw_items", "raw_users", "raw_interactions", "stg_interactions", "split_test", "dim_items",
-            "popularity", "ease", "recommendations", "evaluation_metrics"} <= keys
+            "recommendations", "evaluation_metrics", *MODELS} <= keys
     checks = result.get_asset_check_evaluations()
     assert len(checks) >= 20
     assert all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
@@ -64,7 +65,7 @@ def test_recommendations_are_top_k_unseen_catalogue_items(run):
     per_model = con.execute(
         "select model, count(*), count(distinct user_id), min(rank), max(rank) from recs.latest_recommendations group by model"
     ).fetchall()
-    assert {row[0] for row in per_model} == {"popularity", "ease"}
+    assert {row[0] for row in per_model} == set(MODELS)
     for model, n_rows, users, lo, hi in per_model:
         assert (n_rows, users, lo, hi) == (n_users * K, n_users, 1, K), model
     seen = con.execute(
@@ -83,7 +84,7 @@ def test_recommendations_are_top_k_unseen_catalogue_items(run):
 def test_metrics_rows_and_protocol(run):
     _, con, _ = run
     rows = con.execute("select model, split, k, hr, ndcg, mrr, recall, precision, coverage, protocol from evaluation.evaluation_metrics").df()
-    assert len(rows) == 2 * 2 * 3
+    assert len(rows) == len(MODELS) * 2 * 3
     assert set(rows.k) == {5, 10, 20} and set(rows.split) == {"valid", "test"}
     assert ((rows.ndcg <= rows.hr) & (rows.mrr <= rows.ndcg) & (rows.recall == rows.hr)).all()
     assert rows.protocol.str.contains("full ranking").all()

@@ -1,0 +1,125 @@
+"""Lineage of every artifact: one row per materialized asset version in `lineage.artifacts`.
+
+Each row names the asset, its version, the Dagster run and code version that made it, the versions of its inputs
+and the artifact ids of its parents (so ancestry is a recursive walk), and for files (weights, adapters,
+embeddings, reports) their path and sha256. Rows are written in the same transaction as the data they describe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from lmrec_assets.warehouse import replace_rows, table_exists
+
+TABLE = "lineage.artifacts"
+_DDL = f"""
+create table if not exists {TABLE} (
+    artifact_id varchar primary key,
+    asset_key varchar not null,
+    version varchar not null,
+    run_id varchar not null,
+    code_version varchar,
+    input_versions json,
+    parent_artifact_ids json,
+    file_path varchar,
+    sha256 varchar,
+    files json,
+    details json,
+    created_at timestamp not null
+)
+"""
+
+
+def sha256_files(paths: Iterable[Path]) -> dict[str, str]:
+    digests = {}
+    for path in sorted(paths):
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        digests[path.name] = digest.hexdigest()
+    return digests
+
+
+def latest_artifacts(con: duckdb.DuckDBPyConnection, asset_keys: Iterable[str]) -> pd.DataFrame:
+    keys = sorted(set(asset_keys))
+    if not keys or not table_exists(con, TABLE):
+        return pd.DataFrame(columns=["asset_key", "version", "artifact_id"])
+    return con.execute(
+        f"""
+        select asset_key, version, artifact_id from {TABLE}
+        where asset_key in (select unnest(?))
+        qualify row_number() over (partition by asset_key order by created_at desc) = 1
+        """,
+        [keys],
+    ).df()
+
+
+def record_artifact(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    asset_key: str,
+    version: str,
+    run_id: str,
+    code_version: str | None,
+    parent_keys: Iterable[str],
+    path: Path | None = None,
+    details: dict | None = None,
+) -> str:
+    """Write one lineage row (call inside the transaction that writes the artifact). Returns its artifact id.
+
+    `path` may be a file or a folder (all files inside are hashed); `details` holds anything else worth keeping,
+    e.g. the base LM and its weights' sha256 for a language model.
+    """
+    con.execute("create schema if not exists lineage")
+    con.execute(_DDL)
+    parents = latest_artifacts(con, parent_keys)
+    files = {}
+    if path is not None:
+        files = sha256_files([p for p in Path(path).rglob("*") if p.is_file()] if Path(path).is_dir() else [Path(path)])
+    artifact_id = hashlib.sha256(f"{asset_key}|{version}|{run_id}".encode()).hexdigest()[:16]
+    row = pd.DataFrame([{
+        "artifact_id": artifact_id,
+        "asset_key": asset_key,
+        "version": version,
+        "run_id": run_id,
+        "code_version": code_version or "",
+        "input_versions": json.dumps(dict(zip(parents["asset_key"], parents["version"])), sort_keys=True),
+        "parent_artifact_ids": json.dumps(sorted(parents["artifact_id"])),
+        "file_path": str(path) if path is not None else None,
+        "sha256": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest() if files else None,
+        "files": json.dumps(files, sort_keys=True) if files else None,
+        "details": json.dumps(details or {}, sort_keys=True, default=str),
+        "created_at": datetime.now(timezone.utc).replace(tzinfo=None),
+    }])
+    replace_rows(con, TABLE, row, where="artifact_id = ?", params=(artifact_id,))
+    return artifact_id
+
+
+def create_views(con: duckdb.DuckDBPyConnection) -> None:
+    """`lineage.artifact_ancestry`: every (artifact, ancestor) pair with its distance, for provenance questions."""
+    con.execute(
+        f"""
+        create or replace view lineage.artifact_ancestry as
+        with recursive walk(artifact_id, ancestor_id, depth) as (
+            select artifact_id, artifact_id, 0 from {TABLE}
+            union all
+            select w.artifact_id, p.parent_id, w.depth + 1
+            from walk as w
+            join (
+                select artifact_id, unnest(cast(json(parent_artifact_ids) as varchar[])) as parent_id from {TABLE}
+            ) as p on p.artifact_id = w.ancestor_id
+            where w.depth < 20
+        )
+        select distinct w.artifact_id, w.depth, a.*
+        exclude (artifact_id), a.artifact_id as ancestor_id
+        from walk as w join {TABLE} as a on a.artifact_id = w.ancestor_id
+        """
+    )
