@@ -103,23 +103,23 @@ def record_artifact(
     return artifact_id
 
 
-def create_views(con: duckdb.DuckDBPyConnection) -> None:
-    """`lineage.artifact_ancestry`: every (artifact, ancestor) pair with its distance, for provenance questions."""
+def create_views(con: duckdb.DuckDBPyConnection, table: str = TABLE, view: str = "lineage.artifact_ancestry") -> None:
+    """`view`: every (artifact, ancestor) pair of `table` with its distance, for provenance questions."""
     con.execute(
         f"""
-        create or replace view lineage.artifact_ancestry as
+        create or replace view {view} as
         with recursive walk(artifact_id, ancestor_id, depth) as (
-            select artifact_id, artifact_id, 0 from {TABLE}
+            select artifact_id, artifact_id, 0 from {table}
             union all
             select w.artifact_id, p.parent_id, w.depth + 1
             from walk as w
             join (
-                select artifact_id, unnest(cast(json(parent_artifact_ids) as varchar[])) as parent_id from {TABLE}
+                select artifact_id, unnest(cast(json(parent_artifact_ids) as varchar[])) as parent_id from {table}
             ) as p on p.artifact_id = w.ancestor_id
             where w.depth < 20
         )
         select distinct w.artifact_id, w.depth, a.*
         exclude (artifact_id), a.artifact_id as ancestor_id
-        from walk as w join {TABLE} as a on a.artifact_id = w.ancestor_id
+        from walk as w join {table} as a on a.artifact_id = w.ancestor_id
         """
     )

@@ -34,6 +34,20 @@ class WarehouseResource(ConfigurableResource):
             con.close()
 
 
+class ServingResource(ConfigurableResource):
+    """The analysts' DuckDB file (read-only for them), published atomically by `published_recommendations`."""
+
+    path: str
+
+    @contextmanager
+    def connect(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = duckdb.connect(self.path, read_only=True)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
 class ArtifactStoreResource(ConfigurableResource):
     """Root folder for model artifacts (`artifacts/<model>/<version>/`) and reports."""
 
@@ -89,13 +103,24 @@ def _env_or_default(name: str, default: str) -> str | EnvVar:
     return EnvVar(name) if name in os.environ else default
 
 
+def warehouse_path() -> str:
+    return os.environ.get("LMREC_WAREHOUSE") or str(_data_dir() / "warehouse" / "lmrec.duckdb")
+
+
+def serving_path() -> str:
+    return os.environ.get("LMREC_SERVING") or str(_data_dir() / "serving" / "lmrec_serving.duckdb")
+
+
+def _data_dir() -> Path:
+    return Path(os.environ.get("LMREC_DATA_DIR", str(DEFAULT_DATA_DIR)))
+
+
 def default_resources() -> dict[str, ConfigurableResource]:
-    data_dir = os.environ.get("LMREC_DATA_DIR", str(DEFAULT_DATA_DIR))
+    """Every value can come from the environment; the UI then shows the variable's name rather than a literal."""
     return {
-        "warehouse": WarehouseResource(
-            path=_env_or_default("LMREC_WAREHOUSE", str(Path(data_dir) / "warehouse" / "lmrec.duckdb"))
-        ),
-        "artifacts": ArtifactStoreResource(data_dir=_env_or_default("LMREC_DATA_DIR", str(DEFAULT_DATA_DIR))),
+        "warehouse": WarehouseResource(path=_env_or_default("LMREC_WAREHOUSE", warehouse_path())),
+        "serving": ServingResource(path=_env_or_default("LMREC_SERVING", serving_path())),
+        "artifacts": ArtifactStoreResource(data_dir=_env_or_default("LMREC_DATA_DIR", str(_data_dir()))),
         "dataset": DatasetResource(
             source=_env_or_default("LMREC_DATASET", "demo"),
             path=_env_or_default("LMREC_DATASET_PATH", ""),

@@ -34,3 +34,13 @@ def dbt_manifest() -> Path:
     dbt = shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))  # not lmrec_assets.features: it needs the manifest
     subprocess.run([dbt, "parse", "--quiet", "--profiles-dir", str(project)], cwd=project, check=True)
     return project / "target" / "manifest.json"
+
+
+@pytest.fixture(scope="session")
+def demo_pipeline(tmp_path_factory, dbt_manifest):
+    """The whole graph materialized once on a tiny demo (real DuckDB, dbt, Dagster); tests must not modify it."""
+    from tests.integration.pipeline import materialize_all, quick_training_config
+
+    data_dir = tmp_path_factory.mktemp("demo_pipeline")
+    result = materialize_all(data_dir, run_config=quick_training_config())
+    return result, data_dir

@@ -8,24 +8,35 @@ from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 from dagster_dbt import DbtCliResource
 
 from lmrec_assets.definitions import all_assets
+from lmrec_assets.evaluation.quality import quality_checks
+from lmrec_assets.models.assets import MODELS
 from lmrec_assets.features import DBT_EXECUTABLE, dbt_project
-from lmrec_assets.resources import ArtifactStoreResource, DatasetResource, WarehouseResource
+from lmrec_assets.resources import ArtifactStoreResource, DatasetResource, ServingResource, WarehouseResource
 
 
 def resources_for(data_dir: Path, **dataset) -> dict:
     return {
         "warehouse": WarehouseResource(path=str(data_dir / "warehouse" / "lmrec.duckdb")),
+        "serving": ServingResource(path=str(data_dir / "serving" / "lmrec_serving.duckdb")),
         "artifacts": ArtifactStoreResource(data_dir=str(data_dir)),
         "dataset": DatasetResource(**({"source": "demo", "scale": 0.1} | dataset)),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
     }
 
 
-def materialize_all(data_dir: Path, instance: DagsterInstance | None = None, selection=None, **dataset) -> ExecuteInProcessResult:
+def quick_training_config(max_epochs: int = 1, max_minutes: float = 0.25) -> dict:
+    """Run config that caps every model's training budget: tests check wiring and invariants, not quality."""
+    return {"ops": {name: {"config": {"max_epochs": max_epochs, "max_minutes": max_minutes}} for name in MODELS}}
+
+
+def materialize_all(
+    data_dir: Path, instance: DagsterInstance | None = None, selection=None, run_config: dict | None = None, **dataset
+) -> ExecuteInProcessResult:
     return materialize(
-        all_assets,
+        [*all_assets, *quality_checks],
         resources=resources_for(data_dir, **dataset),
         instance=instance or DagsterInstance.ephemeral(),
         selection=selection,
+        run_config=run_config,
         raise_on_error=True,
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import duckdb
 import pytest
 
@@ -13,9 +15,10 @@ K = 20
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    data_dir = tmp_path_factory.mktemp("lmrec")
-    result = materialize_all(data_dir)
+def run(demo_pipeline, tmp_path_factory):
+    result, shared_dir = demo_pipeline
+    data_dir = tmp_path_factory.mktemp("lmrec")  # a private copy: the last test re-ingests into it
+    shutil.copytree(shared_dir, data_dir, dirs_exist_ok=True)
     con = duckdb.connect(str(data_dir / "warehouse" / "lmrec.duckdb"), read_only=True)
     yield result, con, data_dir
     con.close()
