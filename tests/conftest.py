@@ -27,13 +27,16 @@ def shared_data() -> Path:
     return path
 
 
-@pytest.fixture(scope="session", autouse=True)
-def dbt_manifest() -> Path:
-    """`dbt parse` once per session so the dbt assets load from a manifest that matches the models on disk."""
+def pytest_configure(config):
+    """`dbt parse` before collection: test modules import the definitions, which load the dbt manifest."""
     project = ROOT / "dbt_project"
     dbt = shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))  # not lmrec_assets.features: it needs the manifest
     subprocess.run([dbt, "parse", "--quiet", "--profiles-dir", str(project)], cwd=project, check=True)
-    return project / "target" / "manifest.json"
+
+
+@pytest.fixture(scope="session")
+def dbt_manifest() -> Path:
+    return ROOT / "dbt_project" / "target" / "manifest.json"
 
 
 @pytest.fixture(scope="session")
