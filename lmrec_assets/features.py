@@ -1,6 +1,7 @@
 """The features group: the dbt project wired once. Every dbt model is an asset, every dbt test an asset check."""
 
 import hashlib
+import json
 import os
 import shutil
 import sys
@@ -8,7 +9,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetSpec, Output
+from dagster import AssetExecutionContext, AssetKey, AssetSpec, DataVersion, Output
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
 
 from lmrec_assets.lineage import latest_artifacts, record_artifact
@@ -45,36 +46,74 @@ translator = LmrecDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_ass
 @dbt_assets(manifest=dbt_project.manifest_path, dagster_dbt_translator=translator, pool=WAREHOUSE_POOL)
 def dbt_features(context: AssetExecutionContext, dbt: DbtCliResource, warehouse: WarehouseResource):
     """Staging → intermediate → marts, with the leave-one-out split, built and tested by `dbt build`."""
+    manifest = dbt_project_manifest()
+    selected = {key.to_user_string() for key in context.selected_asset_keys}
+    with warehouse.connect() as con:
+        planned = planned_versions(con, manifest)
+        recorded = latest_artifacts(con, selected)
+    if set(recorded["asset_key"]) == selected and all(
+        planned[name] == version for name, version in zip(recorded["asset_key"], recorded["version"])
+    ):
+        # Same SQL, same raw batches: every table would come out identical, so nothing is rebuilt.
+        context.log.info("dbt models unchanged (same SQL and same raw batches): skipping dbt build")
+        for name in (name for name in planned if name in selected):  # planned is in dependency order
+            yield Output(
+                None, output_name=context.assets_def.get_output_name_for_asset_key(AssetKey(name)),
+                data_version=DataVersion(planned[name]), metadata={"outcome": "skipped: unchanged"},
+            )
+        return
+
     # dbt profiles read only environment variables, so the resource's path is handed over this way.
     os.environ["LMREC_WAREHOUSE"] = str(Path(warehouse.path).resolve())
-    # Row counts and column schemas are read back from DuckDB so every model shows them in the UI.
     invocation = dbt.cli(["build"], context=context)
     # Collect first: the dbt process holds DuckDB's write lock until it exits, and only then can the tables be read
     # back for the row count, column schema and preview that every asset shows in the UI.
     events = list(invocation.stream())
-    manifest = invocation.manifest
     with warehouse.connect() as con:
         con.begin()
         for event in events:
             node = manifest["nodes"].get(event.metadata["unique_id"].value) if isinstance(event, Output) else None
             if node is not None and node["resource_type"] == "model":
+                # Row counts and column schemas are read back from DuckDB so every model shows them in the UI.
                 event = event.with_metadata({
                     **event.metadata,
                     **relation_metadata(con, f'"{node["schema"]}"."{node["alias"]}"'),
-                    "lineage_artifact_id": _record_lineage(con, node, manifest, context.run_id),
+                    "outcome": "built",
+                    "lineage_artifact_id": _record_lineage(con, node, manifest, planned[node["name"]], context.run_id),
                 })
             yield event
         con.commit()
 
 
-def _record_lineage(con, node: Mapping[str, Any], manifest: Mapping[str, Any], run_id: str) -> str:
-    """A dbt model's version is its SQL checksum plus the versions of its parents (models are built in DAG order)."""
+def dbt_project_manifest() -> Mapping[str, Any]:
+    return json.loads(dbt_project.manifest_path.read_text())
+
+
+def planned_versions(con, manifest: Mapping[str, Any]) -> dict[str, str]:
+    """Each dbt model's version before building it: its SQL checksum plus its parents' versions, recursively down
+    to the raw batches. Equal versions mean an identical table, which is what lets a refresh skip dbt.
+    The result is in dependency order (parents first)."""
+    raw = latest_artifacts(con, [f"raw_{s['name']}" for s in manifest["sources"].values()])
+    versions = dict(zip(raw["asset_key"], raw["version"]))
+
+    def version_of(unique_id: str) -> str:
+        name = _asset_name(manifest, unique_id)
+        if name not in versions:
+            node = manifest["nodes"][unique_id]
+            parents = sorted({version_of(parent) for parent in node["depends_on"]["nodes"]})
+            versions[name] = hashlib.sha256(f"{node['checksum']['checksum'][:16]}|{parents}".encode()).hexdigest()[:16]
+        return versions[name]
+
+    for unique_id, node in manifest["nodes"].items():
+        if node["resource_type"] == "model":
+            version_of(unique_id)
+    return versions
+
+
+def _record_lineage(con, node: Mapping[str, Any], manifest: Mapping[str, Any], version: str, run_id: str) -> str:
     parent_keys = [_asset_name(manifest, parent) for parent in node["depends_on"]["nodes"]]
-    parents = latest_artifacts(con, parent_keys)
-    code_version = node["checksum"]["checksum"][:16]
-    version = hashlib.sha256(f"{code_version}|{sorted(parents['version'])}".encode()).hexdigest()[:16]
     return record_artifact(
-        con, asset_key=node["name"], version=version, run_id=run_id, code_version=code_version,
+        con, asset_key=node["name"], version=version, run_id=run_id, code_version=node["checksum"]["checksum"][:16],
         parent_keys=parent_keys, details={"relation": f'{node["schema"]}.{node["alias"]}', "unique_id": node["unique_id"]},
     )
 

@@ -62,6 +62,12 @@ def latest_artifacts(con: duckdb.DuckDBPyConnection, asset_keys: Iterable[str]) 
     ).df()
 
 
+def unchanged(con: duckdb.DuckDBPyConnection, asset_key: str, version: str) -> bool:
+    """True when the newest artifact of `asset_key` already has `version`: recomputing would change nothing."""
+    latest = latest_artifacts(con, [asset_key])
+    return len(latest) == 1 and latest["version"].iloc[0] == version
+
+
 def record_artifact(
     con: duckdb.DuckDBPyConnection,
     *,

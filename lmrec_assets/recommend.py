@@ -5,10 +5,10 @@ from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Config, DataVersion, MaterializeResult, MetadataValue, asset
 
 from lmrec_assets.evaluation.ranking import batches, masked_scores, top_k
-from lmrec_assets.lineage import create_views, record_artifact
+from lmrec_assets.lineage import create_views, record_artifact, unchanged
 from lmrec_assets.models.assets import MODELS
 from lmrec_assets.models.base import Recommender, SplitData
 from lmrec_assets.models.data import load_split_data
@@ -52,8 +52,12 @@ def recommend_top_k(model: Recommender, data: SplitData, k: int, batch_size: int
 )
 def recommendations(context: AssetExecutionContext, config: RecommendationsConfig, warehouse: WarehouseResource) -> MaterializeResult:
     with warehouse.connect(read_only=True) as con:
-        data = load_split_data(con)
         registry = latest_versions(con, list(MODELS))
+        version = _version(registry, config.k)
+        if unchanged(con, "recommendations", version):
+            context.log.info(f"recommendations {version} already made from these model versions: skipping")
+            return MaterializeResult(data_version=DataVersion(version), metadata={"outcome": "skipped: unchanged"})
+        data = load_split_data(con)
     generated_at = datetime.now(timezone.utc).replace(tzinfo=None)
     per_model = []
     for row in registry.itertuples():
@@ -87,14 +91,15 @@ def recommendations(context: AssetExecutionContext, config: RecommendationsConfi
             """
         )
         record_artifact(
-            con, asset_key="recommendations", version=_version(registry, config.k), run_id=context.run_id,
+            con, asset_key="recommendations", version=version, run_id=context.run_id,
             code_version=CODE_VERSION, parent_keys=registry["model"],
             details={"k": config.k, "model_versions": dict(zip(registry["model"], registry["model_version"]))},
         )
         create_views(con)
         con.commit()
-    return MaterializeResult(metadata={
+    return MaterializeResult(data_version=DataVersion(version), metadata={
         **frame_metadata(table),
+        "outcome": "made",
         "models": MetadataValue.md(registry[["model", "model_version", "valid_ndcg_at_10"]].to_markdown(index=False)),
         "k": config.k,
     })

@@ -1,12 +1,13 @@
 """The evaluation group: ranking metrics for every model on the valid and test splits (full ranking)."""
 
+import hashlib
 from datetime import datetime, timezone
 
 import pandas as pd
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
 from lmrec_assets.evaluation.ranking import PROTOCOL, evaluate
-from lmrec_assets.lineage import record_artifact
+from lmrec_assets.lineage import record_artifact, unchanged
 from lmrec_assets.models.assets import MODELS
 from lmrec_assets.models.data import load_split_data
 from lmrec_assets.models.registry import latest_versions, load_model
@@ -30,8 +31,14 @@ METRIC_COLUMNS = ["model", "model_version", "run_id", "split", "k", "hr", "ndcg"
 )
 def evaluation_metrics(context: AssetExecutionContext, warehouse: WarehouseResource) -> MaterializeResult:
     with warehouse.connect(read_only=True) as con:
-        data = load_split_data(con)
         registry = latest_versions(con, list(MODELS))
+        version = hashlib.sha256(
+            f"{CODE_VERSION}|{sorted(zip(registry['model'], registry['model_version']))}".encode()
+        ).hexdigest()[:16]
+        if unchanged(con, "evaluation_metrics", version):
+            context.log.info(f"evaluation {version} already computed for these model versions: skipping")
+            return MaterializeResult(data_version=DataVersion(version), metadata={"outcome": "skipped: unchanged"})
+        data = load_split_data(con)
     evaluated_at = datetime.now(timezone.utc).replace(tzinfo=None)
     frames = []
     for row in registry.itertuples():
@@ -50,7 +57,7 @@ def evaluation_metrics(context: AssetExecutionContext, warehouse: WarehouseResou
             replace_rows(con, "evaluation.evaluation_metrics", table[table.model == row.model],
                          where="model = ? and model_version = ?", params=(row.model, row.model_version))
         record_artifact(
-            con, asset_key="evaluation_metrics", version=context.run_id[:16], run_id=context.run_id,
+            con, asset_key="evaluation_metrics", version=version, run_id=context.run_id,
             code_version=CODE_VERSION, parent_keys=registry["model"],
             details={"model_versions": dict(zip(registry["model"], registry["model_version"])), "protocol": PROTOCOL},
         )
@@ -58,8 +65,9 @@ def evaluation_metrics(context: AssetExecutionContext, warehouse: WarehouseResou
 
     leaderboard = table[table.split == "test"].pivot_table(index="model", columns="k", values=["hr", "ndcg"])
     leaderboard.columns = [f"{metric.upper()}@{k}" for metric, k in leaderboard.columns]
-    return MaterializeResult(metadata={
+    return MaterializeResult(data_version=DataVersion(version), metadata={
         **frame_metadata(table, preview_rows=0),
+        "outcome": "computed",
         "test_leaderboard": MetadataValue.md(leaderboard.round(4).reset_index().to_markdown(index=False)),
         "metrics": MetadataValue.md(table.drop(columns=["run_id", "protocol", "evaluated_at"]).round(4).to_markdown(index=False)),
         "protocol": PROTOCOL,

@@ -5,9 +5,10 @@ import hashlib
 import json
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pandas as pd
-from dagster import AssetExecutionContext, AssetsDefinition, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetsDefinition, DataVersion, MaterializeResult, MetadataValue, asset
 
 from lmrec_assets.lineage import record_artifact
 from lmrec_assets.models.base import FitReport, Recommender
@@ -15,7 +16,7 @@ from lmrec_assets.models.data import load_split_data
 from lmrec_assets.models.ease import EASE
 from lmrec_assets.models.popularity import Popularity
 from lmrec_assets.resources import ArtifactStoreResource, WarehouseResource
-from lmrec_assets.warehouse import WAREHOUSE_POOL, frame_metadata, replace_rows
+from lmrec_assets.warehouse import WAREHOUSE_POOL, frame_metadata, replace_rows, table_exists
 
 # name -> (model class, description). The class is also how recommendations/evaluation load a saved artifact.
 MODELS: dict[str, tuple[type[Recommender], str]] = {
@@ -29,6 +30,19 @@ def model_version(name: str, code_version: str, config: dict, data_fingerprint: 
     """Same code + same config + same training data → same version (what lets a refresh skip unchanged work)."""
     payload = json.dumps([name, code_version, config, data_fingerprint], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def registered(warehouse: WarehouseResource, name: str, version: str) -> str | None:
+    """The artifact path of this exact model version if it was trained and saved before, else None."""
+    with warehouse.connect(read_only=True) as con:
+        if not table_exists(con, "models.model_registry"):
+            return None
+        row = con.execute(
+            "select artifact_path from models.model_registry where model = ? and model_version = ?", [name, version]
+        ).fetchone()
+    if row is None or not any(Path(row[0]).glob("*")):
+        return None
+    return row[0]
 
 
 def build_model_asset(name: str) -> AssetsDefinition:
@@ -50,6 +64,13 @@ def build_model_asset(name: str) -> AssetsDefinition:
         with warehouse.connect(read_only=True) as con:
             data = load_split_data(con)
         version = model_version(name, model_class.code_version, config.model_dump(), data.fingerprint)
+        if (existing := registered(warehouse, name, version)) is not None:
+            # Same code, config and training data: the saved artifact is exactly what training would produce.
+            context.log.info(f"{name} {version} is already trained ({existing}); skipping training")
+            return MaterializeResult(
+                data_version=DataVersion(version),
+                metadata={"model_version": version, "outcome": "skipped: unchanged", "artifact_path": MetadataValue.path(existing)},
+            )
         model = model_class(config)
         started = time.perf_counter()
         report = model.fit(data)
@@ -74,8 +95,9 @@ def build_model_asset(name: str) -> AssetsDefinition:
                          "data_fingerprint": data.fingerprint},
             )
             con.commit()
-        return MaterializeResult(metadata={
+        return MaterializeResult(data_version=DataVersion(version), metadata={
             **frame_metadata(row),
+            "outcome": "trained",
             "model_version": version,
             "lineage_artifact_id": artifact_id,
             "artifact_path": MetadataValue.path(str(path)),
