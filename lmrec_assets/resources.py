@@ -76,6 +76,7 @@ class DatasetResource(ConfigurableResource):
 
     source: str = "demo"
     path: str = ""
+    landing_dir: str = ""  # incremental interaction files dropped here are appended (default: <data dir>/landing)
     seed: int = 7
     scale: float = 1.0
     files_spec: str = "{}"
@@ -97,6 +98,12 @@ class DatasetResource(ConfigurableResource):
             return load_files(FilesSpec(**json.loads(self.files_spec)))
         raise ValueError(f"Unknown dataset source {self.source!r}; choose one of {', '.join(DATASET_SOURCES)}")
 
+    def landing_files(self) -> list[Path]:
+        """New-interaction files waiting in the landing folder, oldest first (name order breaks ties)."""
+        folder = Path(self.landing_dir) if self.landing_dir else landing_dir()
+        files = [p for p in folder.glob("*") if p.suffix.lower() in (".csv", ".tsv", ".parquet", ".jsonl") and p.is_file()]
+        return sorted(files, key=lambda p: (p.stat().st_mtime, p.name))
+
 
 def _env_or_default(name: str, default: str) -> str | EnvVar:
     """Use the environment variable when it is set (the UI then shows where the value came from)."""
@@ -109,6 +116,10 @@ def warehouse_path() -> str:
 
 def serving_path() -> str:
     return os.environ.get("LMREC_SERVING") or str(_data_dir() / "serving" / "lmrec_serving.duckdb")
+
+
+def landing_dir() -> Path:
+    return Path(os.environ.get("LMREC_LANDING_DIR") or _data_dir() / "landing")
 
 
 def _data_dir() -> Path:
@@ -124,6 +135,7 @@ def default_resources() -> dict[str, ConfigurableResource]:
         "dataset": DatasetResource(
             source=_env_or_default("LMREC_DATASET", "demo"),
             path=_env_or_default("LMREC_DATASET_PATH", ""),
+            landing_dir=_env_or_default("LMREC_LANDING_DIR", str(landing_dir())),
             seed=int(os.environ.get("LMREC_DEMO_SEED", "7")),
             scale=float(os.environ.get("LMREC_DEMO_SCALE", "1.0")),
             files_spec=_env_or_default("LMREC_FILES_SPEC", "{}"),

@@ -36,6 +36,8 @@ REASONS: dict[str, str] = {
     "(milliseconds instead of seconds land here)",
     "unparseable rating": "rating is present but not a finite number (an absent rating is fine: implicit feedback)",
     "unknown item_id": "the interaction's item_id is not among the accepted items",
+    "already loaded": "an incremental (landing folder) interaction identical in user_id, item_id and timestamp to one "
+    "already in the warehouse: appending it again would duplicate it",
     "unknown user_id": "the interaction's user_id is not among the accepted users (checked only when the source "
     "has a users table)",
     "exact duplicate row": "an earlier accepted interaction has the same user_id, item_id, timestamp and rating",

@@ -19,7 +19,7 @@ def resources_for(data_dir: Path, **dataset) -> dict:
         "warehouse": WarehouseResource(path=str(data_dir / "warehouse" / "lmrec.duckdb")),
         "serving": ServingResource(path=str(data_dir / "serving" / "lmrec_serving.duckdb")),
         "artifacts": ArtifactStoreResource(data_dir=str(data_dir)),
-        "dataset": DatasetResource(**({"source": "demo", "scale": 0.1} | dataset)),
+        "dataset": DatasetResource(**({"source": "demo", "scale": 0.1, "landing_dir": str(data_dir / "landing")} | dataset)),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
     }
 

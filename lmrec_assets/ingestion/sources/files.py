@@ -440,3 +440,8 @@ def load_files(spec: FilesSpec) -> SourceData:
         items=_items(spec),
         users=_users(spec.users, spec.column_map) if spec.users else None,
     )
+
+
+def load_interactions_file(path: str | Path, column_map: dict[str, str] | None = None) -> RawTable:
+    """One interactions file on its own: how the landing folder's incremental drops are read."""
+    return _interactions(FilesSpec(interactions=str(path), items="", column_map=column_map or {}))
