@@ -58,7 +58,7 @@ def main() -> None:
         with duckdb.connect(str(Path(tmp) / "warehouse" / "lmrec.duckdb"), read_only=True) as con:
             metrics = con.execute(
                 "select model, split, k, hr, ndcg, mrr, recall, precision, coverage, n_users, protocol "
-                "from evaluation.evaluation_metrics order by split, model, k"
+                "from evaluation.evaluation_metrics where segment = 'all' order by split, model, k"
             ).df()
             params = con.execute("select model, params, fit_seconds from models.model_registry").df()
     peak_rss_mib = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024

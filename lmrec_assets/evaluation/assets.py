@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import pandas as pd
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
-from lmrec_assets.evaluation.ranking import PROTOCOL, evaluate
+from lmrec_assets.evaluation.ranking import PROTOCOL, evaluate_segments
 from lmrec_assets.lineage import record_artifact, unchanged
 from lmrec_assets.models.assets import MODELS
 from lmrec_assets.models.data import load_split_data
@@ -14,8 +14,8 @@ from lmrec_assets.models.registry import latest_versions, load_model
 from lmrec_assets.resources import WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL, frame_metadata, replace_rows
 
-CODE_VERSION = "1"
-METRIC_COLUMNS = ["model", "model_version", "run_id", "split", "k", "hr", "ndcg", "recall", "precision", "mrr",
+CODE_VERSION = "2"  # 2: cold-item segment rows
+METRIC_COLUMNS = ["model", "model_version", "run_id", "split", "segment", "k", "hr", "ndcg", "recall", "precision", "mrr",
                   "coverage", "n_users", "protocol", "evaluated_at"]
 
 
@@ -24,8 +24,9 @@ METRIC_COLUMNS = ["model", "model_version", "run_id", "split", "k", "hr", "ndcg"
     deps=list(MODELS),
     kinds={"duckdb", "python"},
     owners=["team:ml"],
-    description=f"HR, NDCG, Recall, Precision, MRR and coverage at K ∈ {{5, 10, 20}} per model and split → "
-    f"evaluation.evaluation_metrics. Protocol: {PROTOCOL}.",
+    description=f"HR, NDCG, Recall, Precision, MRR and coverage at K ∈ {{5, 10, 20}} per model and split, for all "
+    f"users and for users whose held-out item is cold (no train interactions) → evaluation.evaluation_metrics. "
+    f"Protocol: {PROTOCOL}.",
     pool=WAREHOUSE_POOL,
     code_version=CODE_VERSION,
 )
@@ -44,7 +45,7 @@ def evaluation_metrics(context: AssetExecutionContext, warehouse: WarehouseResou
     for row in registry.itertuples():
         model = load_model(row.model, row.artifact_path)
         for split in ("valid", "test"):
-            metrics = evaluate(model, data, split)
+            metrics = evaluate_segments(model, data, split)
             frames.append(metrics.assign(
                 model=row.model, model_version=row.model_version, run_id=context.run_id, split=split,
                 protocol=PROTOCOL, evaluated_at=evaluated_at,
@@ -63,7 +64,9 @@ def evaluation_metrics(context: AssetExecutionContext, warehouse: WarehouseResou
         )
         con.commit()
 
-    leaderboard = table[table.split == "test"].pivot_table(index="model", columns="k", values=["hr", "ndcg"])
+    leaderboard = table[(table.split == "test") & (table.segment == "all")].pivot_table(
+        index="model", columns="k", values=["hr", "ndcg"]
+    )
     leaderboard.columns = [f"{metric.upper()}@{k}" for metric, k in leaderboard.columns]
     return MaterializeResult(data_version=DataVersion(version), metadata={
         **frame_metadata(table, preview_rows=0),

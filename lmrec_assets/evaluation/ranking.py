@@ -77,9 +77,15 @@ def metrics_from_ranks(ranks: np.ndarray, ks: Sequence[int] = KS) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def evaluate(model: Recommender, data: SplitData, split: Split, ks: Sequence[int] = KS, batch_size: int = 1024) -> pd.DataFrame:
-    """Metrics of `model` on `split` (valid: conditioned on train; test: on train + valid), one row per K."""
-    users = data.evaluation_users(split)
+def evaluate(
+    model: Recommender, data: SplitData, split: Split, ks: Sequence[int] = KS, batch_size: int = 1024,
+    users: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Metrics of `model` on `split` (valid: conditioned on train; test: on train + valid), one row per K.
+
+    `users` restricts the evaluation to a subset of the split's users (e.g. those whose target is a cold item).
+    """
+    users = data.evaluation_users(split) if users is None else users
     histories = data.histories(data.conditioning(split))
     targets = data.targets(split)
     ranks, recommended = [], {k: np.zeros(data.n_items, dtype=bool) for k in ks}
@@ -93,3 +99,19 @@ def evaluate(model: Recommender, data: SplitData, split: Split, ks: Sequence[int
     metrics["coverage"] = [recommended[k].mean() for k in ks]
     metrics["n_users"] = len(users)
     return metrics
+
+
+def cold_target_users(data: SplitData, split: Split) -> np.ndarray:
+    """Evaluation users whose held-out item has no train interactions at all (a cold item)."""
+    train_counts = np.bincount(np.concatenate(data.train_sequences), minlength=data.n_items)
+    users = data.evaluation_users(split)
+    return users[train_counts[data.targets(split)[users]] == 0]
+
+
+def evaluate_segments(model: Recommender, data: SplitData, split: Split, ks: Sequence[int] = KS) -> pd.DataFrame:
+    """Metrics for all evaluation users and for the cold-item segment, with a `segment` column."""
+    frames = [evaluate(model, data, split, ks).assign(segment="all")]
+    cold = cold_target_users(data, split)
+    if len(cold):
+        frames.append(evaluate(model, data, split, ks, users=cold).assign(segment="cold_items"))
+    return pd.concat(frames, ignore_index=True)

@@ -86,13 +86,34 @@ def test_recommendations_are_top_k_unseen_catalogue_items(run):
 
 def test_metrics_rows_and_protocol(run):
     _, con, _ = run
-    rows = con.execute("select model, split, k, hr, ndcg, mrr, recall, precision, coverage, protocol from evaluation.evaluation_metrics").df()
+    everything = con.execute(
+        "select model, split, segment, k, hr, ndcg, mrr, recall, precision, coverage, n_users, protocol "
+        "from evaluation.evaluation_metrics"
+    ).df()
+    rows = everything[everything.segment == "all"]
     assert len(rows) == len(MODELS) * 2 * 3
     assert set(rows.k) == {5, 10, 20} and set(rows.split) == {"valid", "test"}
     assert ((rows.ndcg <= rows.hr) & (rows.mrr <= rows.ndcg) & (rows.recall == rows.hr)).all()
     assert rows.protocol.str.contains("full ranking").all()
     test10 = rows[(rows.split == "test") & (rows.k == 10)].set_index("model")
     assert test10.loc["ease", "ndcg"] > test10.loc["popularity", "ndcg"]
+
+
+def test_cold_item_segment_is_reported_and_id_only_models_score_zero_there(run):
+    _, con, _ = run
+    cold = con.execute(
+        "select model, hr, n_users from evaluation.evaluation_metrics where segment = 'cold_items' and split = 'test' and k = 10"
+    ).df().set_index("model")
+    expected = con.execute(
+        """select count(*) from marts.split_test as t
+           where not exists (select 1 from marts.split_train as r where r.item_id = t.item_id)"""
+    ).fetchone()[0]
+    if expected == 0:
+        pytest.skip("this tiny demo has no cold test targets")
+    assert (cold.n_users == expected).all()
+    # An item with no train interactions has no learned signal in ID-only models: popularity ranks it last and EASE
+    # scores it 0 (its row and column of B are zero), below every positively scored item.
+    assert cold.loc["popularity", "hr"] == 0 and cold.loc["ease", "hr"] <= 0.05
 
 
 def test_reingesting_the_same_source_adds_nothing(run):
@@ -105,3 +126,4 @@ def test_reingesting_the_same_source_adds_nothing(run):
     assert set(outcomes.values()) == {"skipped: this batch is already loaded"}
     with duckdb.connect(str(data_dir / "warehouse" / "lmrec.duckdb"), read_only=True) as again:
         assert again.execute("select count(*) from raw.interactions").fetchone()[0] == before
+
