@@ -1,0 +1,181 @@
+"""Leaderboard: every model on the same split, with the same metrics, on real data (issue: LM adaptation).
+
+Protocol: per-user leave-one-out by time (ties keep file order), full ranking over all items, seen items masked;
+hyperparameters chosen on valid only; test is read once per model. Each model runs in its own process so its peak
+RSS and wall time are its own. Cold start: 10% of items (seed 0) are removed from training entirely; cold HR@10 /
+NDCG@10 are measured on test users whose target is one of them (for MovieLens, whose items are never cold otherwise).
+
+Usage:
+  python benchmarks/leaderboard.py                              # ML-100K, all models, cold holdout
+  python benchmarks/leaderboard.py --datasets mlsmall5 mlsmall  # ml-latest-small, 5-core filtered (LlamaRec) and raw
+Writes benchmarks/results/leaderboard_<dataset>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = Path(os.environ.get("LMREC_SHARED_DATA", ROOT.parent / "shared" / "data"))
+BENCH = ROOT / "data" / "bench"
+RESULTS = ROOT / "benchmarks" / "results"
+DATASETS = {
+    "ml100k": {"source": "movielens-100k", "path": str(SHARED / "ml-100k")},
+    "mlsmall": {"source": "movielens-latest-small", "path": str(SHARED / "ml-latest-small")},
+    "mlsmall5": None,  # built below: ml-latest-small with LlamaRec's 5-core filter, through the generic files source
+}
+PEERS = "RecBole on this machine, same protocol (ML-100K test NDCG@10): SASRec 0.1110, GRU4Rec 0.1061, BERT4Rec 0.1015, EASE 0.0706, Pop 0.0354"
+
+
+def prepare(dataset: str) -> Path:
+    """Ingest + dbt (the real pipeline, skip-unchanged on re-runs); returns the warehouse path."""
+    from dagster import AssetSelection
+
+    from tests.integration.pipeline import materialize_all
+
+    data_dir = BENCH / dataset
+    spec = DATASETS[dataset] or _five_core_files(data_dir)
+    selection = AssetSelection.groups("ingestion", "features")
+    materialize_all(data_dir, selection=selection, **spec)
+    return data_dir / "warehouse" / "lmrec.duckdb"
+
+
+def _five_core_files(data_dir: Path) -> dict:
+    """ml-latest-small with users and items of ≥ 5 interactions (iterated to a fixed point), file order kept."""
+    ratings = pd.read_csv(SHARED / "ml-latest-small" / "ratings.csv")
+    while True:
+        users = ratings.userId.map(ratings.userId.value_counts())
+        items = ratings.movieId.map(ratings.movieId.value_counts())
+        kept = ratings[(users >= 5) & (items >= 5)]
+        if len(kept) == len(ratings):
+            break
+        ratings = kept
+    folder = data_dir / "input"
+    folder.mkdir(parents=True, exist_ok=True)
+    ratings.to_csv(folder / "ratings.csv", index=False)
+    movies = pd.read_csv(SHARED / "ml-latest-small" / "movies.csv")
+    movies[movies.movieId.isin(ratings.movieId)].to_csv(folder / "movies.csv", index=False)
+    spec = {"interactions": str(folder / "ratings.csv"), "items": str(folder / "movies.csv"),
+            "column_map": {"user_id": "userId", "item_id": "movieId", "categories": "genres"}}
+    return {"source": "files", "files_spec": json.dumps(spec)}
+
+
+def cold_holdout(data, fraction: float = 0.1, seed: int = 0):
+    """The same split with a random `fraction` of items removed from every train sequence."""
+    rng = np.random.default_rng(seed)
+    cold = rng.choice(data.n_items, size=int(fraction * data.n_items), replace=False)
+    is_cold = np.zeros(data.n_items, dtype=bool)
+    is_cold[cold] = True
+    sequences = [seq[~is_cold[seq]] for seq in data.train_sequences]
+    return replace(data, train_sequences=sequences), is_cold
+
+
+def run_one(warehouse: str, name: str, cold: bool, out: str) -> None:
+    """Fit one model with its benchmark setting, evaluate, write JSON (runs in a fresh process)."""
+    import duckdb
+    import torch
+
+    from lmrec_assets.evaluation.ranking import evaluate
+    from lmrec_assets.models.assets import MODELS
+    from lmrec_assets.models.data import load_split_data
+
+    torch.set_num_threads(os.cpu_count() or 2)
+    with duckdb.connect(warehouse, read_only=True) as con:
+        data = load_split_data(con)
+    model_class = MODELS[name][0]
+    quality = getattr(sys.modules[model_class.__module__], "QUALITY", {})
+    params = model_class.Params(**quality)
+    started = time.perf_counter()
+    model = model_class(params)
+    report = model.fit(data)
+    fit_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    test = evaluate(model, data, "test", ks=(10, 20)).set_index("k")
+    score_seconds = time.perf_counter() - started
+    valid = evaluate(model, data, "valid", ks=(10,)).set_index("k")
+    row = {
+        "model": name, "params": params.model_dump(), "fitted": report.params,
+        "trainable_parameters": report.trainable_parameters, "fit_seconds": round(fit_seconds, 1),
+        "test_scoring_seconds": round(score_seconds, 1),
+        "valid_ndcg@10": valid.loc[10, "ndcg"],
+        **{f"{m}@{k}": test.loc[k, m] for k in (10, 20) for m in ("hr", "ndcg", "recall")},
+        "mrr@10": test.loc[10, "mrr"], "n_test_users": int(test.loc[10, "n_users"]),
+    }
+    if cold:
+        held_out, is_cold = cold_holdout(data)
+        cold_model = model_class(params)
+        cold_model.fit(held_out)
+        users = held_out.evaluation_users("test")
+        users = users[is_cold[held_out.test_items[users]]]
+        cold_metrics = evaluate(cold_model, held_out, "test", ks=(10,), users=users).set_index("k")
+        row |= {"cold_hr@10": cold_metrics.loc[10, "hr"], "cold_ndcg@10": cold_metrics.loc[10, "ndcg"],
+                "n_cold_test_users": len(users)}
+    row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    Path(out).write_text(json.dumps(row, default=float))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--datasets", nargs="+", default=["ml100k"])
+    parser.add_argument("--models", nargs="+")
+    parser.add_argument("--no-cold", nargs="*", default=["lm_finetune", "lm_prompt_tuning"],
+                        help="models whose cold-holdout refit is skipped (time); empty list = refit all")
+    parser.add_argument("--run-one", nargs=4, metavar=("WAREHOUSE", "MODEL", "COLD", "OUT"))
+    args = parser.parse_args()
+    if args.run_one:
+        warehouse, name, cold, out = args.run_one
+        return run_one(warehouse, name, cold == "1", out)
+
+    from lmrec_assets.models.assets import MODELS
+
+    for dataset in args.datasets:
+        warehouse = prepare(dataset)
+        rows = []
+        for name in args.models or list(MODELS):
+            out = BENCH / dataset / f"leaderboard_{name}.json"
+            cold = "0" if name in args.no_cold else "1"
+            print(f"[{dataset}] {name} ...", flush=True)
+            done = subprocess.run([sys.executable, __file__, "--run-one", str(warehouse), name, cold, str(out)])
+            if done.returncode != 0:
+                rows.append({"model": name, "error": f"exit {done.returncode}"})
+                continue
+            rows.append(json.loads(out.read_text()))
+            print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("params", "fitted")}), flush=True)
+        write(dataset, rows)
+
+
+def write(dataset: str, rows: list[dict]) -> None:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"leaderboard_{dataset}.json").write_text(json.dumps(rows, indent=2, default=float))
+    frame = pd.DataFrame(rows)
+    columns = [c for c in ["model", "hr@10", "ndcg@10", "recall@10", "hr@20", "ndcg@20", "mrr@10", "cold_hr@10",
+                           "cold_ndcg@10", "valid_ndcg@10", "fit_seconds", "peak_rss_mib", "trainable_parameters",
+                           "error"] if c in frame]
+    table = frame[columns].sort_values("ndcg@10", ascending=False) if "ndcg@10" in frame else frame
+    lines = [
+        f"# Leaderboard: {dataset}", "",
+        "Protocol: per-user leave-one-out by time (ties keep file order); full ranking over all items; seen items "
+        "masked; test split (one held-out item per user, so Recall = HR). Hyperparameters chosen on valid only. "
+        "Cold: 10% of items removed from training (seed 0), metrics on test users whose target is one of them "
+        "(blank: refit skipped for time). Each model in its own process on 2 CPU cores; fit_seconds includes "
+        "valid-split early stopping; peak RSS of that process.", "",
+        table.round(4).to_markdown(index=False), "", PEERS if dataset == "ml100k" else "",
+    ]
+    (RESULTS / f"leaderboard_{dataset}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
