@@ -9,11 +9,12 @@ from lmrec_assets.evaluation.quality import quality_checks
 from lmrec_assets.features import DBT_EXECUTABLE, dbt_features, dbt_project
 from lmrec_assets.ingestion.assets import raw_tables
 from lmrec_assets.models.assets import model_assets
+from lmrec_assets.models.embeddings import item_embeddings
 from lmrec_assets.recommend import recommendations
 from lmrec_assets.resources import default_resources
 from lmrec_assets.serving import published_recommendations
 
-all_assets = [raw_tables, dbt_features, *model_assets, recommendations, evaluation_metrics,
+all_assets = [raw_tables, dbt_features, item_embeddings, *model_assets, recommendations, evaluation_metrics,
               published_recommendations]
 
 defs = Definitions(

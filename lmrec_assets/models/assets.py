@@ -14,7 +14,12 @@ from lmrec_assets.lineage import record_artifact
 from lmrec_assets.models.base import FitReport, Recommender
 from lmrec_assets.models.data import load_split_data
 from lmrec_assets.models.ease import EASE
+from lmrec_assets.models.hybrid import HybridSeq
+from lmrec_assets.models.lm_finetune import LMFinetune
 from lmrec_assets.models.popularity import Popularity
+from lmrec_assets.models.prompt_tuning import LMPromptTuning
+from lmrec_assets.models.sasrec import SASRec
+from lmrec_assets.models.zero_shot import ZeroShotPrompt
 from lmrec_assets.resources import ArtifactStoreResource, WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL, frame_metadata, replace_rows, table_exists
 
@@ -22,6 +27,16 @@ from lmrec_assets.warehouse import WAREHOUSE_POOL, frame_metadata, replace_rows,
 MODELS: dict[str, tuple[type[Recommender], str]] = {
     "popularity": (Popularity, "Most-popular items on the train split (non-personalised floor)."),
     "ease": (EASE, "EASE closed-form item-item model; L2 strength tuned on the valid split."),
+    "sasrec": (SASRec, "SASRec: causal self-attention over item-ID sequences, full-catalogue cross-entropy; "
+               "early-stopped on valid NDCG@10."),
+    "hybrid_seq": (HybridSeq, "SASRec over ID embedding + MoE adaptor of frozen MiniLM item-text embeddings "
+                   "(UniSRec-style); cold items ranked by their text."),
+    "zero_shot_prompt": (ZeroShotPrompt, "Zero-shot: the pre-trained LM embeds the user's recent titles through the "
+                         "prompt template; items ranked by cosine to their item_text embeddings. No training."),
+    "lm_finetune": (LMFinetune, "The prompt-encoding LM fine-tuned on next-item prediction (LoRA on attention "
+                    "query/value by default, or full fine-tuning); softmax over the whole catalogue."),
+    "lm_prompt_tuning": (LMPromptTuning, "Soft prompt tuning: frozen LM, trainable virtual tokens initialised from the "
+                         "template; same next-item objective as lm_finetune."),
 }
 SPLIT_DEPS = ["split_train", "split_valid", "split_test", "dim_items", "dim_users"]
 
