@@ -5,7 +5,9 @@ from dagster_dbt import DbtCliResource
 
 from lmrec_assets.automation import landing_folder_sensor, nightly_refresh, refresh_job
 from lmrec_assets.evaluation.assets import evaluation_metrics
+from lmrec_assets.evaluation.fairness_assets import exposure_reranking, fairness_checks, fairness_metrics
 from lmrec_assets.evaluation.quality import quality_checks
+from lmrec_assets.evaluation.report import fairness_report
 from lmrec_assets.features import DBT_EXECUTABLE, dbt_features, dbt_project
 from lmrec_assets.ingestion.assets import raw_tables
 from lmrec_assets.models.assets import model_assets
@@ -15,11 +17,11 @@ from lmrec_assets.resources import default_resources
 from lmrec_assets.serving import published_recommendations
 
 all_assets = [raw_tables, dbt_features, item_embeddings, *model_assets, recommendations, evaluation_metrics,
-              published_recommendations]
+              fairness_metrics, exposure_reranking, fairness_report, published_recommendations]
 
 defs = Definitions(
     assets=all_assets,
-    asset_checks=quality_checks,
+    asset_checks=[*quality_checks, *fairness_checks],
     jobs=[refresh_job],
     schedules=[nightly_refresh],
     sensors=[landing_folder_sensor],

@@ -8,6 +8,7 @@ from dagster import DagsterInstance, ExecuteInProcessResult, materialize
 from dagster_dbt import DbtCliResource
 
 from lmrec_assets.definitions import all_assets
+from lmrec_assets.evaluation.fairness_assets import fairness_checks
 from lmrec_assets.evaluation.quality import quality_checks
 from lmrec_assets.models.assets import MODELS
 from lmrec_assets.features import DBT_EXECUTABLE, dbt_project
@@ -24,16 +25,18 @@ def resources_for(data_dir: Path, **dataset) -> dict:
     }
 
 
-def quick_training_config(max_epochs: int = 1, max_minutes: float = 0.25) -> dict:
-    """Run config that caps every model's training budget: tests check wiring and invariants, not quality."""
-    return {"ops": {name: {"config": {"max_epochs": max_epochs, "max_minutes": max_minutes}} for name in MODELS}}
+def quick_training_config(max_epochs: int = 1, max_minutes: float = 0.25, counterfactual_users: int = 40) -> dict:
+    """Run config that caps every model's training budget (and the counterfactual-prompt sample, whose cost is one LM
+    pass per user and attribute value): tests check wiring and invariants, not quality."""
+    ops = {name: {"config": {"max_epochs": max_epochs, "max_minutes": max_minutes}} for name in MODELS}
+    return {"ops": {**ops, "fairness_metrics": {"config": {"counterfactual_users": counterfactual_users}}}}
 
 
 def materialize_all(
     data_dir: Path, instance: DagsterInstance | None = None, selection=None, run_config: dict | None = None, **dataset
 ) -> ExecuteInProcessResult:
     return materialize(
-        [*all_assets, *quality_checks],
+        [*all_assets, *quality_checks, *fairness_checks],
         resources=resources_for(data_dir, **dataset),
         instance=instance or DagsterInstance.ephemeral(),
         selection=selection,
