@@ -46,7 +46,7 @@ def summary() -> None:
 def recommend(user: str, model: str | None, k: int) -> None:
     _, con = _serving()
     frame = con.execute(
-        "select model, rank, item_id, title, round(score, 4) as score from latest_recommendations "
+        "select model, rank, item_id, title, round(score, 4) as score, explanation from latest_recommendations "
         "where user_id = ? and rank <= ? and (? is null or model = ?) order by model, rank",
         [user, k, model, model],
     ).df()
