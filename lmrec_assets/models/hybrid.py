@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 class HybridSeqParams(SASRecParams):
     lm: str = BUNDLED_LM  # must match the item_embeddings asset's `lm` to reuse its cached vectors
     experts: int = 4
-    id_dropout: float = 0.2  # per-step probability of hiding an item's ID vector (0.5 ranks cold items no better)
+    # Per-step probability of hiding an item's ID vector. On ML-100K with 10% of items made cold, 0 ranked the cold
+    # items worse (median rank 388 vs 277 of 1,682) and 0.5 no better (255) while losing warm accuracy.
+    id_dropout: float = 0.2
 
 
 class TextIDItems(nn.Module):

@@ -194,7 +194,7 @@ class SASRec:
         log.info(f"{self.name}: {len(windows)} windows, {sum(len(w) - 1 for w in windows)} targets, {n_params} parameters")
 
         started, steps, curve = time.perf_counter(), 0, []
-        best_ndcg, best_state, best_epoch, since_best = -1.0, None, 0, 0
+        best_ndcg, best_state, best_epoch, since_best = float("-inf"), None, 0, 0
         for epoch in range(1, p.max_epochs + 1):
             self.net.train()
             losses, out_of_budget = [], False
@@ -211,17 +211,18 @@ class SASRec:
                 if (p.max_steps and steps >= p.max_steps) or minutes >= p.max_minutes:
                     out_of_budget = True
                     break
-            row = {"epoch": epoch, "loss": float(np.mean(losses)), "valid_ndcg_at_10": None}
+            row = {"epoch": epoch, "loss": float(np.mean(losses)) if losses else float("nan"), "valid_ndcg_at_10": None}
             if epoch % p.eval_every == 0 or out_of_budget or epoch == p.max_epochs:
                 ndcg = float(evaluate(self, data, "valid", ks=(10,)).loc[0, "ndcg"])
                 row["valid_ndcg_at_10"] = ndcg
-                if ndcg > best_ndcg:
+                if best_state is None or ndcg > best_ndcg:
                     best_ndcg, best_epoch, since_best = ndcg, epoch, 0
                     best_state = copy.deepcopy(self.net.state_dict())
                 else:
                     since_best += 1
             curve.append(row)
-            log.info(f"{self.name} epoch {epoch}: loss {row['loss']:.4f}, valid NDCG@10 {row['valid_ndcg_at_10']}, "
+            valid = "-" if row["valid_ndcg_at_10"] is None else f"{row['valid_ndcg_at_10']:.4f}"
+            log.info(f"{self.name} epoch {epoch}: loss {row['loss']:.4f}, valid NDCG@10 {valid}, "
                      f"{time.perf_counter() - started:.0f}s")
             if out_of_budget or since_best >= p.patience:
                 break
