@@ -263,7 +263,7 @@ def counterfactual_sample(data: SplitData, n_users: int, seed: int) -> np.ndarra
 class FairnessConfig(Config):
     min_group_users: int = 20  # gaps compare only groups with at least this many test users
     n_permutations: int = 1000  # for the p-value of each attribute's NDCG@10 gap
-    counterfactual_users: int = 300  # test users sampled for the counterfactual prompts (cost ~ users × values)
+    counterfactual_users: int = 100  # test users sampled for the counterfactual prompts (cost ~ users × values)
     seed: int = 7
     batch_size: int = 1024
 
