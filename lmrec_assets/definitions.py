@@ -1,6 +1,6 @@
 """The lmrec code location: wiring only."""
 
-from dagster import Definitions
+from dagster import Definitions, in_process_executor
 from dagster_dbt import DbtCliResource
 
 from lmrec_assets.automation import landing_folder_sensor, nightly_refresh, refresh_job
@@ -25,5 +25,8 @@ defs = Definitions(
     jobs=[refresh_job],
     schedules=[nightly_refresh],
     sensors=[landing_folder_sensor],
+    # Every step writes the one DuckDB file through a pool of 1, so separate step processes buy no parallelism and
+    # cost an import of torch/transformers per step. Multiprocess or Celery executors are a run-config choice.
+    executor=in_process_executor,
     resources={**default_resources(), "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)},
 )
