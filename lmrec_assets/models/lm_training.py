@@ -63,8 +63,9 @@ class LMNextItemParams(ModelParams):
     item_bias: bool = True
     eval_batch_size: int = 128
     bf16: bool = True  # bf16 autocast for the LM (weights stay fp32): ~2x faster steps on CPUs with AMX / AVX512-BF16
-    max_epochs: int = 2
-    max_minutes: float = 1.0
+    # Demo-sized: both LM trainers together must leave `make demo` inside its 10 minutes; benchmarks use QUALITY.
+    max_epochs: int = 1
+    max_minutes: float = 0.5
 
 
 def history_prompts(histories: list[np.ndarray], users: np.ndarray, titles: list[str], template: str, max_items: int) -> list[str]:
@@ -140,6 +141,9 @@ class NextItemLM:
         self.item_titles = list(data.item_titles)
         item_vectors, _ = encode_texts(data.item_text, self.params.lm)  # warm cache: the item_embeddings asset
         self.head = ItemHead(torch.from_numpy(item_vectors), self.params.temperature, self.params.item_bias)
+        if self.head.bias is not None:  # start at the train log-frequency: the optimum of a popularity-only softmax
+            counts = np.bincount(np.concatenate(data.train_sequences), minlength=data.n_items)
+            self.head.bias.data = torch.log1p(torch.as_tensor(counts, dtype=torch.float32))
         self.encoder = self.build_encoder()
         return train_next_item(self, data)
 
