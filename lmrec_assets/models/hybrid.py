@@ -8,6 +8,9 @@ ID vector at all, so they are scored by their text alone; ID dropout during trai
 dropped for a whole step with probability `id_dropout`) teaches the model to rank from text when IDs are missing.
 The text embeddings used at fit time are stored in the artifact, so loading needs no language model.
 
+Measured (QUALITY, one core): on ML-100K it ties SASRec on warm items (valid NDCG@10 0.119 vs 0.118 averaged over
+3 seeds) and, with 10% of the items made cold, ranks their held-out targets at a median of 249 of 1,682 (SASRec: 1,488).
+
 Params: defaults are demo-sized, like SASRec's; the MovieLens benchmark setting is the same `sasrec.QUALITY`
 (max_epochs=60, max_minutes=5, patience=6).
 """
@@ -40,7 +43,9 @@ class TextIDItems(nn.Module):
     """Item table (n_items + 1, hidden): row 0 is padding; row i + 1 = ID vector (if item i was seen in train and not
     dropped this step) + mixture-of-experts projection of its whitened text embedding."""
 
-    def __init__(self, text: torch.Tensor, in_train: torch.Tensor, hidden: int, experts: int, dropout: float, id_dropout: float) -> None:
+    def __init__(
+        self, text: torch.Tensor, in_train: torch.Tensor, hidden: int, experts: int, dropout: float, id_dropout: float
+    ) -> None:
         super().__init__()
         n_items, text_dim = text.shape
         self.register_buffer("text", text)
@@ -81,7 +86,8 @@ class HybridSeq(SASRec):
 
     def empty_items(self, fitted: dict) -> nn.Module:
         # Shapes only: load_state_dict fills the stored text embeddings and train mask.
-        return self._items(torch.zeros(fitted["n_items"], fitted["text_dim"]), torch.zeros(fitted["n_items"], dtype=torch.bool))
+        n_items = fitted["n_items"]
+        return self._items(torch.zeros(n_items, fitted["text_dim"]), torch.zeros(n_items, dtype=torch.bool))
 
     def fitted_state(self) -> dict:
         return {"n_items": self.n_items, "text_dim": int(self.net.items.text.shape[1])}
