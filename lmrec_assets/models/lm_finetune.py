@@ -5,10 +5,12 @@ standard PEFT adapter folder, `PeftModel.from_pretrained(AutoModel.from_pretrain
 `mode="full"` trains every LM weight (saved as a Hugging Face model folder with safetensors, `path / "lm"`).
 Objective, item side, budget and early stopping are shared with prompt tuning (`lm_training.py`).
 
-Settings. The defaults are demo-sized (1k users: one example per user and epoch, 2 epochs, ≤ 1 minute of training).
-Quality / nightly setting used for the ML-100K benchmark (about 5 minutes of training on 2 cores):
-    LoRA: examples_per_user=4, max_epochs=4, max_minutes=5 (lr 1e-3, r 8)
-    full: mode="full", examples_per_user=4, max_epochs=4, max_minutes=5 (lr 5e-5)
+Settings. The defaults are demo-sized: one prompt per user and epoch, 2 epochs, at most 1 minute of training (the
+1k-user demo fits in about 50 s on 2 cores). Quality / nightly setting for ML-100K, used for the benchmark numbers:
+    LoRA (default lr 2e-3, r 8):  examples_per_user=4, max_epochs=8, max_minutes=7
+    full (default lr 5e-5):       mode="full", examples_per_user=4, max_epochs=8, max_minutes=7
+max_minutes is the binding budget on a busy 2-core machine (about 1.5-2 minutes per epoch of 118 steps); use
+max_steps instead when runs must be reproducible across machines.
 """
 
 from __future__ import annotations

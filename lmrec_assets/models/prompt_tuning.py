@@ -4,10 +4,10 @@ The virtual tokens (peft `PromptTuningConfig`, task FEATURE_EXTRACTION) start as
 own words, so training begins from a sensible instruction. peft prepends them to the input embeddings and extends
 the attention mask with ones; pooling stays over the real tokens (see `NextItemLM.embed`). Objective, item side,
 budget and early stopping are shared with `lm_finetune` (`lm_training.py`); the trained parameters are the virtual
-tokens and the item head. Saved as a standard PEFT adapter folder (`path / "adapter"`).
+tokens and the item bias. Saved as a standard PEFT adapter folder (`path / "adapter"`).
 
-Settings. Defaults are demo-sized (see lm_finetune). Quality / nightly setting for ML-100K:
-    examples_per_user=4, max_epochs=4, max_minutes=5 (lr 1e-2, 16 virtual tokens)
+Settings. Defaults are demo-sized (see lm_finetune). Quality / nightly setting for ML-100K (default lr 3e-2, 16
+virtual tokens): examples_per_user=4, max_epochs=8, max_minutes=7.
 """
 
 from __future__ import annotations
