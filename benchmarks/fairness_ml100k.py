@@ -26,8 +26,8 @@ import pandas as pd
 from dagster import AssetSelection, DagsterInstance
 
 ROOT = Path(__file__).resolve().parents[1]
-SENSITIVITY_LAMBDAS = [0.0, 0.1, 0.2, 0.3, 0.35, 0.4, 0.45, 0.5]
-SENSITIVITY_POOLS = [50, 100, 200]
+SENSITIVITY_LAMBDAS = [0.0, 0.2, 0.4, 0.45, 0.47, 0.5, 0.52, 0.55]
+SENSITIVITY_POOLS = [100, 200, 300, 500]
 sys.path.insert(0, str(ROOT))
 from benchmarks.pipeline_ml100k import step_seconds  # noqa: E402
 from lmrec_assets.evaluation.fairness_assets import (  # noqa: E402

