@@ -1,0 +1,443 @@
+"""P5-style generative recommender: a seq2seq LM that writes the next item's title (and explanations), grounded in
+the catalogue by trie-constrained beam search.
+
+Model. By default a BERT2BERT warm start: the bundled all-MiniLM-L6-v2 as both encoder and decoder
+(`EncoderDecoderModel.from_encoder_decoder_pretrained`); the decoder's cross-attention and its LM-head transform are
+new (MiniLM ships without an MLM head) and are trained in full. `architecture="seq2seq"` loads any seq2seq checkpoint
+(T5 family) by local path or hub id through `AutoModelForSeq2SeqLM` instead — untested here: no T5 is available
+offline; its `lora_targets` / `trained_modules` must then be set to T5 module names (e.g. "q", "v" / "lm_head").
+
+Output space. The LM head is cut down to the tokens that occur in the training targets (titles, explanations, eos):
+its rows are copied from the LM's output embeddings, so the model is unchanged on those tokens, and a softmax over
+~4k instead of 30k tokens makes every decoder step several times cheaper on CPU. Unconstrained decoding can still
+write token sequences that are no title (the hallucination rate measures that).
+
+Tasks (P5, multi-task, templates below, versioned with the model): sequential — the user's last titles → the next
+title; explanation — history + a title → the item's explanation text. For explanation targets we use the item's
+`item_text` without its title, i.e. "Genres: <categories>. <description>" (the demo's one-sentence description;
+on MovieLens only the genres): the "features" of PEPLER's metrics are these genre/category words. The template
+`sequential_unseen` is never trained on: the generation_metrics asset compares it with the seen one.
+
+Ranking (`score`). The seen sequential prompt is encoded once per user, then a batched beam search over the prefix
+trie of catalogue titles (`title_trie.py`) with the user's seen titles blocked returns `beam_width` distinct unseen
+titles scored by log P(title | prompt); duplicate (tokenized, truncated) titles map to all their item ids with one
+score. Every other item gets a finite floor below all beams, ordered by train popularity (-1000 + a popularity
+fraction), so the full ranking is beams first, then the popularity backfill; top-K ≤ beam_width is beams only.
+Decoding is deterministic, so results are memoised per (weights digest, prompt, seen set): the assets that load the
+same artifact in one process (recommendations, evaluation, fairness, re-ranking) decode each user once.
+
+Adaptation: `mode="lora"` (default; LoRA on the self-attention query/value of encoder and decoder, plus the new
+modules, saved as a PEFT adapter folder `adapter/`) or `mode="full"` (every weight; `model.safetensors`).
+Settings: the defaults are demo-sized (≈ seconds at demo scale); the ML-100K benchmark passes larger ones
+(benchmarks/generative_p5.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import OrderedDict
+from pathlib import Path
+from typing import Literal, Self
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from lmrec_assets.models.base import FitReport, ModelParams, SplitData
+from lmrec_assets.models.text import BUNDLED_LM, resolve_lm
+from lmrec_assets.models.title_trie import TitleTrie, constrained_beam_search
+
+log = logging.getLogger(__name__)
+
+# The P5 prompt templates, one place: changing one changes `code_version`. {history}: the user's last titles,
+# newest last, joined by "; "; {title}: the item to explain.
+P5_TEMPLATES = {
+    "sequential": "User watched: {history}; what next?",
+    "sequential_alt": "Viewing history: {history}. Which movie does the user watch next?",
+    "explanation": "Explain why the user who watched {history} would enjoy {title}",
+    "sequential_unseen": "Based on the films {history}, recommend one film to watch now.",  # never trained on
+}
+TRAINED_SEQUENTIAL = ("sequential", "sequential_alt")
+RANKING_TEMPLATE = "sequential"
+DEFAULT_LR = {"lora": 1e-3, "full": 1e-4}
+FLOOR = -1000.0  # scores of items outside the beams: below any title's log-probability (clamped above FLOOR + 10)
+_DECODE_CACHE: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+_DECODE_CACHE_SIZE = 200_000
+
+
+class GenerativeP5Params(ModelParams):
+    lm: str = BUNDLED_LM  # encoder (and decoder) checkpoint: local path or hub id
+    architecture: Literal["bert2bert", "seq2seq"] = "bert2bert"  # seq2seq: AutoModelForSeq2SeqLM(lm) (T5; untested)
+    encoder_layers: int = 0  # bert2bert: keep the first n layers of the checkpoint (0 = all)
+    decoder_layers: int = 0
+    mode: Literal["lora", "full"] = "lora"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.05
+    lora_targets: str = r".*\.attention\.self\.(query|value)"  # self-attention of encoder and decoder (regex)
+    trained_modules: list[str] = ["crossattention", "predictions"]  # new in a BERT2BERT warm start: trained in full
+    lr: float | None = None  # None: DEFAULT_LR[mode]
+    weight_decay: float = 0.0
+    max_history_items: int = 5
+    max_title_tokens: int = 12
+    max_explanation_tokens: int = 24
+    max_source_tokens: int = 96
+    examples_per_user: int = 1  # sequential prompts per user and epoch (cut points among the recent positions)
+    targets_per_example: int = 4  # the next k titles after a cut are all targets of its one encoder pass
+    recent_positions: int = 16
+    explanation_share: float = 0.25  # explanation examples added per sequential example
+    batch_size: int = 32
+    beam_width: int = 10
+    eval_batch_size: int = 64
+    fit_valid_users: int = 100  # valid users (a fixed sample) for the FitReport's NDCG@10; 0: skip
+    bf16: bool = True
+    # Demo-sized budget; the benchmark passes larger ones.
+    max_epochs: int = 1
+    max_minutes: float = 0.2
+
+
+# The ML-100K benchmark setting (benchmarks/generative_p5.py): titles keep their year, 20 beams so top-20 is beams only.
+QUALITY = dict(max_title_tokens=16, beam_width=20, examples_per_user=8, max_epochs=50, max_minutes=12.0, fit_valid_users=200)
+
+
+def render(template: str, titles: list[str], title: str = "") -> str:
+    return P5_TEMPLATES[template].format(history="; ".join(titles), title=title)
+
+
+def explanation_target(item_text: str, title: str) -> str:
+    """The explanation an item is trained towards: its item_text without the leading "<title>." (genres + description)."""
+    prefix = f"{title}."
+    return item_text[len(prefix):].strip() if item_text.startswith(prefix) else item_text
+
+
+class GenerativeP5:
+    name = "generative_p5"
+    code_version = "1"
+    kind = "pytorch"
+    upstream: tuple[str, ...] = ()
+    Params = GenerativeP5Params
+
+    def __init__(self, params: GenerativeP5Params | None = None) -> None:
+        from transformers import AutoTokenizer  # slow import: keep it off the code-location load
+
+        self.params = params or self.Params()
+        self.tokenizer = AutoTokenizer.from_pretrained(resolve_lm(self.params.lm))
+        self.eos = self.tokenizer.sep_token_id if self.tokenizer.sep_token_id is not None else self.tokenizer.eos_token_id
+        self.model: nn.Module | None = None  # the (possibly PEFT-wrapped) seq2seq LM
+        self.vocab = np.zeros(0, dtype=np.int64)  # output index -> LM token id
+        self.item_titles: list[str] = []
+        self.popularity = np.zeros(0, dtype=np.float32)  # item -> fraction in [0, 1): the floor's order
+        self.trie: TitleTrie | None = None
+        self.digest = ""
+        self.ranking_template = RANKING_TEMPLATE
+
+    # --- the LM ---------------------------------------------------------------------------------------------------
+
+    def _pretrained(self) -> nn.Module:
+        p = self.params
+        lm = resolve_lm(p.lm)
+        if p.architecture == "seq2seq":
+            from transformers import AutoModelForSeq2SeqLM
+
+            return AutoModelForSeq2SeqLM.from_pretrained(lm)
+        from transformers import AutoConfig, EncoderDecoderModel
+
+        def config(layers: int, decoder: bool):
+            cfg = AutoConfig.from_pretrained(lm)
+            cfg.num_hidden_layers = layers or cfg.num_hidden_layers
+            cfg.is_decoder = cfg.add_cross_attention = decoder
+            return cfg
+
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(
+            lm, lm, encoder_config=config(p.encoder_layers, False), decoder_config=config(p.decoder_layers, True)
+        )
+        model.config.decoder_start_token_id = self.tokenizer.cls_token_id
+        model.config.pad_token_id = self.tokenizer.pad_token_id
+        return model
+
+    def _base_model(self) -> nn.Module:
+        """The warm-started seq2seq LM with its output layer cut to `self.vocab`."""
+        from transformers.utils import logging as hf_logging
+
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()  # the expected "cross-attention newly initialised" load report, every load
+        try:
+            model = self._pretrained()
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        full = model.get_output_embeddings()
+        head = nn.Linear(full.in_features, len(self.vocab), bias=full.bias is not None)
+        index = torch.as_tensor(self.vocab)
+        head.weight.data = full.weight.data[index].clone()
+        if full.bias is not None:
+            head.bias.data = full.bias.data[index].clone()
+        model.set_output_embeddings(head)
+        return model
+
+    def _adapted(self, base: nn.Module) -> nn.Module:
+        if self.params.mode == "full":
+            return base
+        from peft import LoraConfig, get_peft_model
+
+        config = LoraConfig(r=self.params.lora_r, lora_alpha=self.params.lora_alpha, lora_dropout=self.params.lora_dropout,
+                            target_modules=self.params.lora_targets, modules_to_save=self.params.trained_modules)
+        return get_peft_model(base, config)
+
+    @property
+    def start_token(self) -> int:
+        base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+        return int(base.config.decoder_start_token_id)
+
+    def _seq2seq(self) -> nn.Module:
+        """The module to call: LoRA layers are injected in place, so the base model runs the adapted weights."""
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
+    def _encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        batch = self.tokenizer(prompts, padding=True, truncation=True, max_length=self.params.max_source_tokens, return_tensors="pt")
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.params.bf16):
+            hidden = self._seq2seq().get_encoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        return hidden, batch["attention_mask"]
+
+    def _decoder_step(self, hidden: torch.Tensor, mask: torch.Tensor, width: int = 1):
+        """A `step` callback for `width` beams per encoded prompt: one decoder token per call, KV cache reordered.
+
+        The first call runs once per prompt and then repeats the caches `width` times, so the cross-attention keys
+        and values of the encoder states are projected once per prompt, not once per beam."""
+        state = {"cache": None}
+        sub_to_token = torch.as_tensor(self.vocab)
+        start = self.start_token
+        beams_hidden, beams_mask = hidden.repeat_interleave(width, 0), mask.repeat_interleave(width, 0)
+
+        def step(parents: torch.Tensor | None, tokens: torch.Tensor | None) -> torch.Tensor:
+            first = parents is None
+            if first:
+                ids = torch.full((len(hidden), 1), start, dtype=torch.long)
+            else:
+                # A beam's parent is always a beam of the same prompt, with the same encoder states: only the
+                # self-attention cache needs reordering (the cross-attention one is large and would be copied as is).
+                cache = state["cache"]
+                getattr(cache, "self_attention_cache", cache).reorder_cache(parents)
+                ids = sub_to_token[tokens][:, None]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.params.bf16):
+                out = self._seq2seq()(encoder_outputs=(hidden if first else beams_hidden,),
+                                      attention_mask=mask if first else beams_mask, decoder_input_ids=ids,
+                                      cache=state["cache"], use_cache=True)
+            state["cache"] = out.cache
+            logprobs = F.log_softmax(out.logits[:, -1].float(), dim=-1)
+            if first and width > 1:
+                state["cache"].batch_repeat_interleave(width)
+                logprobs = logprobs.repeat_interleave(width, 0)
+            return logprobs
+
+        return step
+
+    # --- data -----------------------------------------------------------------------------------------------------
+
+    def _tokens(self, text: str, limit: int) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"][:limit]
+
+    def history_titles(self, history: np.ndarray) -> list[str]:
+        return [self.item_titles[i] for i in history[-self.params.max_history_items:]]
+
+    def prompts(self, histories: list[np.ndarray], users: np.ndarray, template: str) -> list[str]:
+        return [render(template, self.history_titles(histories[u])) for u in users]
+
+    def _build_catalogue(self, data: SplitData) -> list[list[int]]:
+        """Title token sequences (truncated), the trie and the popularity floor; returns the explanation targets."""
+        self.item_titles = list(data.item_titles)
+        titles = [self._tokens(t, self.params.max_title_tokens) for t in self.item_titles]
+        explanations = [self._tokens(explanation_target(text, title), self.params.max_explanation_tokens)
+                        for text, title in zip(data.item_text, data.item_titles)]
+        self.vocab = np.unique(np.concatenate([[self.eos], *map(np.asarray, titles), *map(np.asarray, explanations)])).astype(np.int64)
+        counts = np.bincount(np.concatenate(data.train_sequences), minlength=data.n_items) if data.train_sequences else np.zeros(data.n_items)
+        self.popularity = (np.argsort(np.argsort(counts, kind="stable"), kind="stable") / max(1, data.n_items)).astype(np.float32)
+        self._build_trie(titles)
+        return explanations
+
+    def _build_trie(self, titles: list[list[int]]) -> None:
+        self._to_output = np.full(int(self.vocab.max()) + 1, -100, dtype=np.int64)  # LM token id -> output index
+        self._to_output[self.vocab] = np.arange(len(self.vocab))
+        self.trie = TitleTrie.build([self._to_output[title].tolist() for title in titles], eos=int(self._to_output[self.eos]))
+
+    def _examples(self, data: SplitData, rng: np.random.Generator) -> list[tuple[str, list[list[int]]]]:
+        """One epoch of (source prompt, target token sequences): sequential cut points, whose targets are the titles
+        of the next `targets_per_example` items (one encoder pass, several decoded targets), and explanations."""
+        p = self.params
+        titles = [self._tokens(t, p.max_title_tokens) for t in self.item_titles]
+        examples = []
+        for seq in data.train_sequences:
+            positions = np.arange(max(1, len(seq) - p.recent_positions), len(seq))
+            if not len(positions):
+                continue
+            for t in rng.choice(positions, size=min(p.examples_per_user, len(positions)), replace=False):
+                history, target = self.history_titles(seq[:t]), int(seq[t])
+                template = TRAINED_SEQUENTIAL[rng.integers(len(TRAINED_SEQUENTIAL))]
+                examples.append((render(template, history), [titles[i] for i in seq[t : t + p.targets_per_example]]))
+                if rng.random() < p.explanation_share:
+                    examples.append((render("explanation", history, self.item_titles[target]), [self._explanations[target]]))
+        return [examples[i] for i in rng.permutation(len(examples))]
+
+    def _loss(self, batch: list[tuple[str, list[list[int]]]]) -> torch.Tensor:
+        """Mean token cross-entropy of every target of every source (teacher forcing, output vocabulary)."""
+        sources = self.tokenizer([s for s, _ in batch], padding=True, truncation=True, max_length=self.params.max_source_tokens, return_tensors="pt")
+        targets = [[*target, self.eos] for _, group in batch for target in group]
+        per_source = torch.as_tensor([len(group) for _, group in batch])
+        decoder_ids = torch.full((len(targets), max(map(len, targets))), self.tokenizer.pad_token_id, dtype=torch.long)
+        labels = torch.full(decoder_ids.shape, -100, dtype=torch.long)
+        for row, target in enumerate(targets):
+            decoder_ids[row, : len(target)] = torch.as_tensor([self.start_token, *target[:-1]])
+            labels[row, : len(target)] = torch.as_tensor(self._to_output[target])
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.params.bf16):
+            model = self._seq2seq()
+            hidden = model.get_encoder()(input_ids=sources["input_ids"], attention_mask=sources["attention_mask"]).last_hidden_state
+            logits = model(encoder_outputs=(hidden.repeat_interleave(per_source, 0),),
+                           attention_mask=sources["attention_mask"].repeat_interleave(per_source, 0),
+                           decoder_input_ids=decoder_ids, decoder_attention_mask=(labels != -100).long()).logits
+        return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
+
+    # --- Recommender ----------------------------------------------------------------------------------------------
+
+    def fit(self, data: SplitData) -> FitReport:
+        p = self.params
+        torch.manual_seed(p.seed)
+        rng = np.random.default_rng(p.seed)
+        self._explanations = self._build_catalogue(data)
+        self.model = self._adapted(self._base_model())
+        trainable = [q for q in self.model.parameters() if q.requires_grad]
+        optimizer = torch.optim.AdamW(trainable, lr=DEFAULT_LR[p.mode] if p.lr is None else p.lr, weight_decay=p.weight_decay)
+        started, steps, curve = time.perf_counter(), 0, []
+        out_of_budget = lambda: (p.max_steps and steps >= p.max_steps) or time.perf_counter() - started > 60 * p.max_minutes  # noqa: E731
+        self.model.train()
+        for epoch in range(1, p.max_epochs + 1):
+            if out_of_budget():
+                break
+            examples, losses = self._examples(data, rng), []
+            for start in range(0, len(examples), p.batch_size):
+                loss = self._loss(examples[start : start + p.batch_size])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+                steps += 1
+                if out_of_budget():
+                    break
+            curve.append({"epoch": epoch, "steps": steps, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - started})
+            log.info(f"{self.name} epoch {epoch}: {curve[-1]}")
+        self.model.eval()
+        self.digest = self._weights_digest()
+        ndcg = self._valid_ndcg(data) if p.fit_valid_users else None
+        return FitReport(
+            params={**p.model_dump(), "steps": steps, "output_vocabulary": len(self.vocab), "train_seconds": time.perf_counter() - started},
+            valid_ndcg_at_10=ndcg, curve=curve, trainable_parameters=sum(q.numel() for q in trainable),
+        )
+
+    def _valid_ndcg(self, data: SplitData) -> float:
+        from lmrec_assets.evaluation.ranking import evaluate  # evaluation imports models.base; avoid a cycle
+
+        users = data.evaluation_users("valid")
+        sample = np.random.default_rng(self.params.seed).choice(users, size=min(len(users), self.params.fit_valid_users), replace=False)
+        return float(evaluate(self, data, "valid", ks=(10,), users=np.sort(sample)).loc[0, "ndcg"])
+
+    @torch.no_grad()
+    def decode(self, prompts: list[str], seen: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per prompt: (item indices, log-probabilities) of the `beam_width` best unseen catalogue titles (memoised)."""
+        keys = [self._cache_key(prompt, items) for prompt, items in zip(prompts, seen)]
+        missing = [i for i, key in enumerate(keys) if key not in _DECODE_CACHE]
+        step = self.params.eval_batch_size
+        for start in range(0, len(missing), step):
+            chunk = missing[start : start + step]
+            hidden, mask = self._encode([prompts[i] for i in chunk])
+            width = self.params.beam_width
+            items, scores = constrained_beam_search(self.trie, self._decoder_step(hidden, mask, width), len(chunk), width, [seen[i] for i in chunk])
+            for i, row_items, row_scores in zip(chunk, items, scores):
+                _DECODE_CACHE[keys[i]] = (row_items, row_scores)
+                if len(_DECODE_CACHE) > _DECODE_CACHE_SIZE:
+                    _DECODE_CACHE.popitem(last=False)
+        return [_DECODE_CACHE[key] for key in keys]
+
+    def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+        results = self.decode(self.prompts(histories, users, self.ranking_template), [histories[u] for u in users])
+        scores = np.tile(FLOOR + self.popularity, (len(users), 1))
+        for row, (items, values) in enumerate(results):
+            scores[row, items] = np.maximum(values, FLOOR + 10.0)
+        return scores
+
+    @torch.no_grad()
+    def generate(self, prompts: list[str], max_tokens: int) -> list[list[int]]:
+        """Unconstrained greedy decoding: per prompt the output-space token ids up to (and including) eos."""
+        out, eos = [], int(np.flatnonzero(self.vocab == self.eos)[0])
+        for start in range(0, len(prompts), self.params.eval_batch_size):
+            hidden, mask = self._encode(prompts[start : start + self.params.eval_batch_size])
+            step = self._decoder_step(hidden, mask)
+            rows = torch.arange(len(hidden))
+            tokens, generated, done = None, [[] for _ in rows], torch.zeros(len(hidden), dtype=torch.bool)
+            for _ in range(max_tokens + 1):
+                tokens = step(None if tokens is None else rows, tokens).argmax(-1)
+                for row in torch.nonzero(~done).flatten().tolist():
+                    generated[row].append(int(tokens[row]))
+                done |= tokens == eos
+                if done.all():
+                    break
+            out.extend(generated)
+        return out
+
+    def text(self, output_tokens: list[int]) -> str:
+        """Output-space tokens → text (eos and special tokens dropped)."""
+        return self.tokenizer.decode(self.vocab[np.asarray(output_tokens, dtype=np.int64)].tolist(), skip_special_tokens=True).strip()
+
+    def normalized(self, text: str, limit: int) -> str:
+        """A reference text in the form the model writes it (the tokenizer's normalisation, truncated to `limit`)."""
+        return self.tokenizer.decode(self._tokens(text, limit), skip_special_tokens=True).strip()
+
+    def _cache_key(self, prompt: str, seen: np.ndarray) -> str:
+        payload = f"{self.digest}|{self.params.beam_width}|{prompt}|".encode() + np.unique(seen).astype(np.int64).tobytes()
+        return hashlib.sha256(payload).hexdigest()
+
+    def _weights_digest(self) -> str:
+        """Identifies the trained weights: equal after save/load, so decodes are shared between both."""
+        if self.params.mode == "lora":
+            from peft import get_peft_model_state_dict
+
+            state = get_peft_model_state_dict(self.model)
+        else:
+            state = self.model.state_dict()
+        digest = hashlib.sha256(self.params.model_dump_json().encode())
+        for name in sorted(state):
+            digest.update(name.encode())
+            digest.update(state[name].detach().float().contiguous().numpy().tobytes())
+        return digest.hexdigest()[:16]
+
+    def save(self, path: Path) -> None:
+        if self.params.mode == "lora":
+            self.model.save_pretrained(path / "adapter")  # adapter_config.json + adapter_model.safetensors
+        else:
+            save_model(self.model, str(path / "model.safetensors"))
+        (path / "params.json").write_text(self.params.model_dump_json())
+        (path / "fitted.json").write_text(json.dumps({
+            "vocab": self.vocab.tolist(), "item_titles": self.item_titles, "popularity": self.popularity.tolist(), "digest": self.digest,
+        }))
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        model = cls(cls.Params.model_validate_json((path / "params.json").read_text()))
+        fitted = json.loads((path / "fitted.json").read_text())
+        model.vocab = np.asarray(fitted["vocab"], dtype=np.int64)
+        model.item_titles = fitted["item_titles"]
+        model.popularity = np.asarray(fitted["popularity"], dtype=np.float32)
+        model.digest = fitted["digest"]
+        model._build_trie([model._tokens(t, model.params.max_title_tokens) for t in model.item_titles])
+        base = model._base_model()
+        if model.params.mode == "lora":
+            from peft import PeftModel
+
+            model.model = PeftModel.from_pretrained(base, path / "adapter")
+        else:
+            load_model(base, str(path / "model.safetensors"))
+            model.model = base
+        model.model.eval()
+        return model
