@@ -8,6 +8,7 @@ from dagster import AssetExecutionContext, DataVersion, MaterializeResult, Metad
 
 from lmrec_assets.evaluation.ranking import PROTOCOL, evaluate_segments
 from lmrec_assets.lineage import record_artifact, unchanged
+from lmrec_assets.models.cards import evaluation_section, set_section
 from lmrec_assets.models.assets import MODELS
 from lmrec_assets.models.data import load_split_data
 from lmrec_assets.models.registry import latest_versions, load_model
@@ -51,6 +52,11 @@ def evaluation_metrics(context: AssetExecutionContext, warehouse: WarehouseResou
                 protocol=PROTOCOL, evaluated_at=evaluated_at,
             ))
     table = pd.concat(frames, ignore_index=True)[METRIC_COLUMNS]
+    cards = {  # each model version's card gets its metrics (rewritten identically if this run is repeated)
+        row.model: set_section(row.artifact_path, "evaluation", evaluation_section(table[table.model == row.model]))
+        for row in registry.itertuples()
+    }
+    cards = {model: card for model, card in cards.items() if card is not None}
 
     with warehouse.connect() as con:
         con.begin()
@@ -60,7 +66,8 @@ def evaluation_metrics(context: AssetExecutionContext, warehouse: WarehouseResou
         record_artifact(
             con, asset_key="evaluation_metrics", version=version, run_id=context.run_id,
             code_version=CODE_VERSION, parent_keys=registry["model"],
-            details={"model_versions": dict(zip(registry["model"], registry["model_version"])), "protocol": PROTOCOL},
+            details={"model_versions": dict(zip(registry["model"], registry["model_version"])), "protocol": PROTOCOL,
+                     "model_card_sha256": {model: sha for model, (_, sha) in cards.items()}},
         )
         con.commit()
 
@@ -74,4 +81,5 @@ def evaluation_metrics(context: AssetExecutionContext, warehouse: WarehouseResou
         "test_leaderboard": MetadataValue.md(leaderboard.round(4).reset_index().to_markdown(index=False)),
         "metrics": MetadataValue.md(table.drop(columns=["run_id", "protocol", "evaluated_at"]).round(4).to_markdown(index=False)),
         "protocol": PROTOCOL,
+        **{f"model_card_{model}": MetadataValue.md(text) for model, (text, _) in cards.items()},
     })

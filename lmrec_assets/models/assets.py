@@ -12,6 +12,7 @@ from dagster import AssetExecutionContext, AssetsDefinition, DataVersion, Materi
 
 from lmrec_assets.lineage import record_artifact
 from lmrec_assets.models.base import FitReport, Recommender
+from lmrec_assets.models.cards import card_path, training_card, write_card
 from lmrec_assets.models.data import load_split_data
 from lmrec_assets.models.ease import EASE
 from lmrec_assets.models.hybrid import HybridSeq
@@ -19,6 +20,7 @@ from lmrec_assets.models.lm_finetune import LMFinetune
 from lmrec_assets.models.popularity import Popularity
 from lmrec_assets.models.prompt_tuning import LMPromptTuning
 from lmrec_assets.models.sasrec import SASRec
+from lmrec_assets.models.text import BUNDLED_LM
 from lmrec_assets.models.zero_shot import ZeroShotPrompt
 from lmrec_assets.resources import ArtifactStoreResource, WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL, frame_metadata, replace_rows, table_exists
@@ -78,13 +80,18 @@ def build_model_asset(name: str) -> AssetsDefinition:
     ) -> MaterializeResult:
         with warehouse.connect(read_only=True) as con:
             data = load_split_data(con)
+            batches = con.execute(
+                "select entity, source_file, batch_id, n_accepted from raw.load_batches order by entity, loaded_at"
+            ).df()
         version = model_version(name, model_class.code_version, config.model_dump(), data.fingerprint)
         if (existing := registered(warehouse, name, version)) is not None:
             # Same code, config and training data: the saved artifact is exactly what training would produce.
             context.log.info(f"{name} {version} is already trained ({existing}); skipping training")
+            card = card_path(existing)
             return MaterializeResult(
                 data_version=DataVersion(version),
-                metadata={"model_version": version, "outcome": "skipped: unchanged", "artifact_path": MetadataValue.path(existing)},
+                metadata={"model_version": version, "outcome": "skipped: unchanged", "artifact_path": MetadataValue.path(existing),
+                          **({"model_card": MetadataValue.md(card.read_text())} if card.is_file() else {})},
             )
         model = model_class(config)
         started = time.perf_counter()
@@ -92,6 +99,14 @@ def build_model_asset(name: str) -> AssetsDefinition:
         fit_seconds = time.perf_counter() - started
         path = artifacts.model_dir(name, version)
         model.save(path)
+        # Models that read item text use the LM of their `lm` param, or item_embeddings' (the bundled one by default).
+        base_lm = getattr(config, "lm", None) or (BUNDLED_LM if "item_embeddings" in model_class.upstream else None)
+        card = training_card(
+            name=name, version=version, description=description, code_version=model_class.code_version,
+            params=config.model_dump(), report=report, fit_seconds=fit_seconds, data=data, batches=batches,
+            base_lm=base_lm, run_id=context.run_id,
+        )
+        write_card(path, card)  # inside the artifact folder, so the lineage row below hashes it with the weights
         context.log.info(f"{name} {version}: fitted in {fit_seconds:.1f}s, valid NDCG@10 {report.valid_ndcg_at_10}")
 
         row = pd.DataFrame([{
@@ -106,7 +121,7 @@ def build_model_asset(name: str) -> AssetsDefinition:
             artifact_id = record_artifact(
                 con, asset_key=name, version=version, run_id=context.run_id, code_version=model_class.code_version,
                 parent_keys=[*SPLIT_DEPS, *model_class.upstream], path=path,
-                details={"params": config.model_dump(), "fitted": report.params, "base_lm": getattr(config, "lm", None),
+                details={"params": config.model_dump(), "fitted": report.params, "base_lm": base_lm,
                          "data_fingerprint": data.fingerprint},
             )
             con.commit()
@@ -121,6 +136,7 @@ def build_model_asset(name: str) -> AssetsDefinition:
             "trainable_parameters": report.trainable_parameters,
             "fit_seconds": round(fit_seconds, 2),
             "training_curve": _curve_markdown(report, path),
+            "model_card": MetadataValue.md(card),
             "n_users": data.n_users,
             "n_items": data.n_items,
         })
