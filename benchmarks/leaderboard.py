@@ -36,6 +36,7 @@ DATASETS = {
     "mlsmall": {"source": "movielens-latest-small", "path": str(SHARED / "ml-latest-small")},
     "mlsmall5": None,  # built below: ml-latest-small with LlamaRec's 5-core filter, through the generic files source
 }
+LM_MODELS = ("zero_shot_prompt", "lm_finetune", "lm_prompt_tuning")
 PEERS = "RecBole on this machine, same protocol (ML-100K test NDCG@10): SASRec 0.1110, GRU4Rec 0.1061, BERT4Rec 0.1015, EASE 0.0706, Pop 0.0354"
 
 
@@ -123,7 +124,15 @@ def run_one(warehouse: str, name: str, cold: bool, out: str) -> None:
         row |= {"cold_hr@10": cold_metrics.loc[10, "hr"], "cold_ndcg@10": cold_metrics.loc[10, "ndcg"],
                 "n_cold_test_users": len(users)}
     row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    row |= {"measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "code": code_commit()}
     Path(out).write_text(json.dumps(row, default=float))
+
+
+def code_commit() -> str:
+    """The commit the model code came from, marked `+dirty` when the tracked model or metric code had changes."""
+    git = lambda *args: subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
+    changed = git("diff", "--name-only", "HEAD", "--", "lmrec_assets/models", "lmrec_assets/evaluation/ranking.py")
+    return git("rev-parse", "--short", "HEAD") + ("+dirty" if changed else "")
 
 
 def main() -> None:
@@ -142,7 +151,7 @@ def main() -> None:
 
     for dataset in args.datasets:
         warehouse = prepare(dataset)
-        rows = []
+        rows = previous_rows(dataset, keep_all_but=args.models) if args.models else []
         for name in args.models or list(MODELS):
             out = BENCH / dataset / f"leaderboard_{name}.json"
             cold = "0" if name in args.no_cold else "1"
@@ -156,13 +165,33 @@ def main() -> None:
         write(dataset, rows)
 
 
+def previous_rows(dataset: str, keep_all_but: list[str]) -> list[dict]:
+    """The committed rows of the models not re-run now, so a leaderboard can be refreshed a few models at a time."""
+    path = RESULTS / f"leaderboard_{dataset}.json"
+    rows = json.loads(path.read_text()) if path.exists() else []
+    return [row for row in rows if row["model"] not in keep_all_but]
+
+
+def lm_budget_line(rows: list[dict]) -> str:
+    """The issue's budget: all LM models together train on ML-100K in ≤ 20 minutes on 2 cores (nightly setting)."""
+    fitted = {row["model"]: row["fit_seconds"] for row in rows if row["model"] in LM_MODELS and "fit_seconds" in row}
+    if not fitted:
+        return ""
+    total = sum(fitted.values())
+    parts = " + ".join(f"{name} {seconds:.0f} s" for name, seconds in fitted.items())
+    with_hybrid = next((row["fit_seconds"] for row in rows if row["model"] == "hybrid_seq" and "fit_seconds" in row), None)
+    hybrid = f"; with hybrid_seq (frozen LM text vectors) {(total + with_hybrid) / 60:.1f} min" if with_hybrid else ""
+    return (f"LM training budget (fit wall time incl. valid early stopping, budget 20 min): {parts} = "
+            f"{total / 60:.1f} min{hybrid}.")
+
+
 def write(dataset: str, rows: list[dict]) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"leaderboard_{dataset}.json").write_text(json.dumps(rows, indent=2, default=float))
     frame = pd.DataFrame(rows)
     columns = [c for c in ["model", "hr@10", "ndcg@10", "recall@10", "hr@20", "ndcg@20", "mrr@10", "cold_hr@10",
                            "cold_ndcg@10", "valid_ndcg@10", "fit_seconds", "peak_rss_mib", "trainable_parameters",
-                           "error"] if c in frame]
+                           "code", "error"] if c in frame]
     table = frame[columns].sort_values("ndcg@10", ascending=False) if "ndcg@10" in frame else frame
     lines = [
         f"# Leaderboard: {dataset}", "",
@@ -171,7 +200,7 @@ def write(dataset: str, rows: list[dict]) -> None:
         "Cold: 10% of items removed from training (seed 0), metrics on test users whose target is one of them "
         "(blank: refit skipped for time). Each model in its own process on 2 CPU cores; fit_seconds includes "
         "valid-split early stopping; peak RSS of that process.", "",
-        table.round(4).to_markdown(index=False), "", PEERS if dataset == "ml100k" else "",
+        table.round(4).to_markdown(index=False), "", PEERS if dataset == "ml100k" else "", "", lm_budget_line(rows),
     ]
     (RESULTS / f"leaderboard_{dataset}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

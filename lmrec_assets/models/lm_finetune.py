@@ -24,6 +24,8 @@ from lmrec_assets.models.lm_training import LMNextItemParams, NextItemLM
 from lmrec_assets.models.text import resolve_lm
 
 DEFAULT_LR = {"lora": 2e-3, "full": 5e-5}  # full fine-tuning moves 22M weights: a LoRA-sized step would wreck them
+# The nightly / benchmark setting for ML-100K described above (benchmarks/leaderboard.py reads it).
+QUALITY = {"examples_per_user": 4, "max_epochs": 8, "max_minutes": 7.0}
 
 
 class LMFinetuneParams(LMNextItemParams):
@@ -47,7 +49,7 @@ class LMFinetune(NextItemLM):
         from peft import LoraConfig, get_peft_model
         from transformers import AutoModel
 
-        lm = AutoModel.from_pretrained(resolve_lm(self.params.lm))
+        lm = AutoModel.from_pretrained(resolve_lm(self.params.lm), use_safetensors=True)
         if self.params.mode == "full":
             return lm  # every weight stays trainable
         config = LoraConfig(
@@ -71,5 +73,5 @@ class LMFinetune(NextItemLM):
         from transformers import AutoModel
 
         if self.params.mode == "full":
-            return AutoModel.from_pretrained(path / "lm")
-        return PeftModel.from_pretrained(AutoModel.from_pretrained(resolve_lm(self.params.lm)), path / "adapter")
+            return AutoModel.from_pretrained(path / "lm", use_safetensors=True)
+        return PeftModel.from_pretrained(AutoModel.from_pretrained(resolve_lm(self.params.lm), use_safetensors=True), path / "adapter")

@@ -20,6 +20,10 @@ from lmrec_assets.models.lm_training import LMNextItemParams, NextItemLM
 from lmrec_assets.models.text import PROMPT_TEMPLATES, resolve_lm
 
 
+# The nightly / benchmark setting for ML-100K described above (benchmarks/leaderboard.py reads it).
+QUALITY = {"examples_per_user": 4, "max_epochs": 8, "max_minutes": 7.0}
+
+
 class LMPromptTuningParams(LMNextItemParams):
     num_virtual_tokens: int = 16
 
@@ -42,7 +46,7 @@ class LMPromptTuning(NextItemLM):
             prompt_tuning_init_text=" ".join(PROMPT_TEMPLATES[self.params.template].format(history="").split()),
             tokenizer_name_or_path=lm,
         )
-        return get_peft_model(AutoModel.from_pretrained(lm), config)  # freezes every LM weight
+        return get_peft_model(AutoModel.from_pretrained(lm, use_safetensors=True), config)  # freezes every LM weight
 
     def save_encoder(self, path: Path) -> None:
         self.encoder.save_pretrained(path / "adapter")
@@ -51,4 +55,4 @@ class LMPromptTuning(NextItemLM):
         from peft import PeftModel
         from transformers import AutoModel
 
-        return PeftModel.from_pretrained(AutoModel.from_pretrained(resolve_lm(self.params.lm)), path / "adapter")
+        return PeftModel.from_pretrained(AutoModel.from_pretrained(resolve_lm(self.params.lm), use_safetensors=True), path / "adapter")

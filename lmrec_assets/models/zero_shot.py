@@ -21,6 +21,10 @@ from lmrec_assets.models.lm_training import history_prompts, valid_ndcg
 from lmrec_assets.models.text import BUNDLED_LM, encode_texts
 
 
+# The nightly / benchmark setting for ML-100K described above (benchmarks/leaderboard.py reads it).
+QUALITY = {"history_grid": [3, 5, 10]}
+
+
 class ZeroShotParams(ModelParams):
     lm: str = BUNDLED_LM
     template: str = "history_v1"
