@@ -1,5 +1,7 @@
 """SASRec and the text + ID hybrid on tiny hand-made splits: real training, no mocks."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -108,3 +110,15 @@ def test_hybrid_ranks_cold_items_by_text():
     # ... and the matching cold item ranks above every (warm) item of the other genre: its text put it in the genre.
     other_genre = np.where(scifi_fan[:, None], np.arange(10, 20), np.arange(10))
     assert (scores[users, cold][:, None] > np.take_along_axis(scores, other_genre, 1)).all(1).mean() >= 0.9
+
+
+def test_hybrid_picks_a_cold_item_offset_on_valid():
+    """When valid targets are cold items, a positive offset for items without train interactions wins on valid."""
+    data = two_genre_split()
+    cold_valid = np.where(np.arange(60) % 2 == 0, 20, 21)  # each user's valid item: the cold item of their genre
+    data = replace(data, valid_items=cold_valid)
+    model = HybridSeq(HybridSeqParams(**TINY, max_epochs=10, patience=10, id_dropout=0.5))
+    report = model.fit(data)
+    curve = report.params["cold_offset_curve"]
+    assert report.params["cold_offset"] > 0 and report.valid_ndcg_at_10 > curve[0]["valid_ndcg_at_10"]
+    assert report.valid_ndcg_at_10 == max(row["valid_ndcg_at_10"] for row in curve)
