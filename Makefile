@@ -10,7 +10,7 @@ export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: demo test setup dev manifest benchmark clean
+.PHONY: demo test setup dev manifest benchmark experiments clean
 
 $(BIN)/dagster: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ manifest: $(BIN)/dagster
 	cd dbt_project && ../$(BIN)/dbt parse --quiet --profiles-dir .
 
 demo: setup
-	$(BIN)/dagster asset materialize --select '*' -m lmrec_assets.definitions
+	$(BIN)/dagster asset materialize --select '* and not group:experiments' -m lmrec_assets.definitions
 	$(BIN)/python -m lmrec_assets.cli summary
 
 test: setup
@@ -38,6 +38,9 @@ dev: setup
 
 benchmark: setup
 	$(BIN)/python benchmarks/pipeline_ml100k.py
+
+experiments: setup
+	$(BIN)/python benchmarks/experiments.py --profile $(or $(PROFILE),reduced)
 
 clean:
 	rm -rf data/warehouse data/artifacts data/reports data/dagster_home dbt_project/target

@@ -6,6 +6,7 @@ import os
 from datetime import timedelta
 
 from dagster import (
+    AssetSelection,
     Backoff,
     DefaultScheduleStatus,
     DefaultSensorStatus,
@@ -24,7 +25,7 @@ LANDING_SUFFIXES = (".csv", ".tsv", ".parquet", ".jsonl")
 
 refresh_job = define_asset_job(
     "refresh_all",
-    selection="*",
+    selection=AssetSelection.all() - AssetSelection.groups("experiments"),  # experiments run on demand only
     description="Ingest (snapshot + landing folder) → dbt → models → recommendations → evaluation → publish. "
     "Unchanged work is skipped: a refresh without new data re-uses every artifact.",
     # Transient failures (a locked file, a busy machine) get two more tries, 30 s then 60 s later.

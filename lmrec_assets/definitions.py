@@ -8,6 +8,7 @@ from lmrec_assets.evaluation.assets import evaluation_metrics
 from lmrec_assets.evaluation.fairness_assets import exposure_reranking, fairness_checks, fairness_metrics
 from lmrec_assets.evaluation.quality import quality_checks
 from lmrec_assets.evaluation.report import fairness_report
+from lmrec_assets.experiments.assets import experiment_assets
 from lmrec_assets.features import DBT_EXECUTABLE, dbt_features, dbt_project
 from lmrec_assets.ingestion.assets import raw_tables
 from lmrec_assets.models.assets import model_assets
@@ -20,7 +21,8 @@ all_assets = [raw_tables, dbt_features, item_embeddings, *model_assets, recommen
               fairness_metrics, exposure_reranking, fairness_report, published_recommendations]
 
 defs = Definitions(
-    assets=all_assets,
+    # The experiments group is on-demand only: not in all_assets, the refresh job or `make demo`.
+    assets=[*all_assets, *experiment_assets],
     asset_checks=[*quality_checks, *fairness_checks],
     jobs=[refresh_job],
     schedules=[nightly_refresh],

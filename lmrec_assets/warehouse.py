@@ -10,7 +10,7 @@ from dagster import MetadataValue, TableColumn, TableSchema
 
 # All pipeline writers share this Dagster concurrency pool: DuckDB allows one writing process per file.
 WAREHOUSE_POOL = "duckdb_warehouse"
-SCHEMAS = ("raw", "staging", "intermediate", "marts", "models", "recs", "evaluation", "lineage")
+SCHEMAS = ("raw", "staging", "intermediate", "marts", "models", "recs", "evaluation", "lineage", "experiments")
 _IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 

@@ -21,13 +21,13 @@ from lmrec_assets.models.base import SplitData
 @dataclass(frozen=True)
 class TrainingSubset(SplitData):
     """A split whose `train_sequences` hold only the sampled users' items (the others are empty): what a model fits
-    on. `histories()` still reads `conditioning`, the full split, because a user's history is the model's input at
+    on. `histories()` still reads `full`, the whole split, because a user's history is the model's input at
     scoring time, not training data: valid/test users are scored exactly as with the full split."""
 
-    conditioning: SplitData | None = None
+    full: SplitData | None = None
 
     def histories(self, upto: Literal["train", "valid", "test"]) -> list[np.ndarray]:
-        return self.conditioning.histories(upto) if self.conditioning is not None else super().histories(upto)
+        return self.full.histories(upto) if self.full is not None else super().histories(upto)
 
 
 def training_users(data: SplitData, fraction: float, seed: int) -> np.ndarray:
@@ -48,11 +48,11 @@ def fraction_split(data: SplitData, fraction: float, seed: int) -> SplitData:
     kept[training_users(data, fraction, seed)] = True
     empty = np.array([], dtype=np.int64)
     sequences = [seq if kept[u] else empty for u, seq in enumerate(data.train_sequences)]
-    conditioning = data.conditioning if isinstance(data, TrainingSubset) else data
+    full = data.full if isinstance(data, TrainingSubset) else data
     fields = {name: getattr(data, name) for name in SplitData.__dataclass_fields__}
     return TrainingSubset(
         **fields | {"train_sequences": sequences, "fingerprint": f"{data.fingerprint}|users={fraction}@{seed}"},
-        conditioning=conditioning,
+        full=full,
     )
 
 
