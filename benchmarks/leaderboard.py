@@ -117,7 +117,7 @@ def run_one(warehouse: str, name: str, cold: bool, out: str) -> None:
     if cold:
         held_out, is_cold = cold_holdout(data)
         cold_model = model_class(params)
-        cold_model.fit(held_out)
+        row["cold_fitted"] = cold_model.fit(held_out).params
         users = held_out.evaluation_users("test")
         users = users[is_cold[held_out.test_items[users]]]
         cold_metrics = evaluate(cold_model, held_out, "test", ks=(10,), users=users).set_index("k")
@@ -161,7 +161,7 @@ def main() -> None:
                 rows.append({"model": name, "error": f"exit {done.returncode}"})
                 continue
             rows.append(json.loads(out.read_text()))
-            print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("params", "fitted")}), flush=True)
+            print(json.dumps({k: v for k, v in rows[-1].items() if k not in ("params", "fitted", "cold_fitted")}), flush=True)
         write(dataset, rows)
 
 

@@ -40,6 +40,8 @@ class SASRecParams(ModelParams):
     dropout: float = 0.3
     lr: float = 2e-3
     weight_decay: float = 0.0
+    label_smoothing: float = 0.0
+    window_stride: int = 0  # items between consecutive training windows' ends; 0 = max_len (no overlap)
     batch_size: int = 64  # windows per step
     eval_every: int = 1  # epochs between valid evaluations (patience counts evaluations)
     max_minutes: float = 0.75  # demo-sized; see QUALITY
@@ -120,13 +122,13 @@ class SequentialRecommenderNet(nn.Module):
         self.items = items
         self.encoder = encoder
 
-    def loss(self, padded: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean cross-entropy over the catalogue at every non-padding position (targets 0 are padding)."""
+    def loss(self, padded: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+        """Mean cross-entropy over the catalogue at every position with a target (targets 0: padding or context)."""
         table = self.items()
         real = targets > 0
         states = self.encoder(table[padded], (padded > 0).sum(1))
         logits = states[real] @ table[1:].T  # only real positions: padding would waste the (n, n_items) product
-        return F.cross_entropy(logits, targets[real] - 1)
+        return F.cross_entropy(logits, targets[real] - 1, label_smoothing=label_smoothing)
 
     def last_scores(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         table = self.items()
@@ -134,14 +136,23 @@ class SequentialRecommenderNet(nn.Module):
         return states[torch.arange(len(lengths)), lengths - 1] @ table[1:].T
 
 
-def training_windows(sequences: list[np.ndarray], max_len: int) -> list[np.ndarray]:
-    """Cut each sequence into windows of ≤ max_len + 1 item rows (index + 1), the newest window full-length;
-    consecutive windows share one item, so every transition is a training target exactly once."""
+def training_windows(sequences: list[np.ndarray], max_len: int, stride: int = 0) -> list[np.ndarray]:
+    """Cut each sequence into windows of ≤ max_len + 1 item rows (index + 1), the newest window full-length, their
+    ends `stride` items apart (default max_len: consecutive windows share one item). With `window_targets`,
+    every transition is a training target exactly once; a smaller stride gives the later targets more context."""
     windows = []
     for seq in sequences:
-        for end in range(len(seq), 1, -max_len):
+        for end in range(len(seq), 1, -(stride or max_len)):
             windows.append(seq[max(0, end - max_len - 1) : end] + 1)
     return windows
+
+
+def window_targets(padded: torch.Tensor, n_targets: torch.Tensor) -> torch.Tensor:
+    """Next-item targets of right-padded windows, keeping only each window's last `n_targets` (the rest: 0)."""
+    targets = padded[:, 1:].clone()
+    lengths = (padded > 0).sum(1)
+    targets[torch.arange(targets.shape[1])[None, :] < (lengths - 1 - n_targets)[:, None]] = 0
+    return targets
 
 
 def pad_right(rows: list[np.ndarray], length: int) -> torch.Tensor:
@@ -194,9 +205,11 @@ class SASRec:
         self.n_items = data.n_items
         self.net = self.build_net(self.build_items(data))
         optimizer = torch.optim.Adam(self.net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
-        windows = training_windows(data.train_sequences, p.max_len)
+        windows = training_windows(data.train_sequences, p.max_len, p.window_stride)
+        # The newest `stride` transitions of a window are its targets, the rest is context (all of the oldest window).
+        n_targets = np.minimum([len(w) - 1 for w in windows], p.window_stride or p.max_len)
         n_params = sum(t.numel() for t in self.net.parameters() if t.requires_grad)
-        log.info(f"{self.name}: {len(windows)} windows, {sum(len(w) - 1 for w in windows)} targets, {n_params} parameters")
+        log.info(f"{self.name}: {len(windows)} windows, {n_targets.sum()} targets, {n_params} parameters")
 
         started, steps, curve = time.perf_counter(), 0, []
         best_ndcg, best_state, best_epoch, since_best = float("-inf"), None, 0, 0
@@ -206,7 +219,8 @@ class SASRec:
             for batch in length_batches(windows, p.batch_size, rng):
                 rows = [windows[i] for i in batch]
                 padded = pad_right(rows, max(len(r) for r in rows))
-                loss = self.net.loss(padded[:, :-1], padded[:, 1:])
+                targets = window_targets(padded, torch.from_numpy(n_targets[batch]))
+                loss = self.net.loss(padded[:, :-1], targets, p.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

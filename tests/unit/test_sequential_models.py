@@ -8,7 +8,7 @@ import torch
 
 from lmrec_assets.models.base import SplitData
 from lmrec_assets.models.hybrid import HybridSeq, HybridSeqParams
-from lmrec_assets.models.sasrec import SASRec, SASRecParams, training_windows
+from lmrec_assets.models.sasrec import SASRec, SASRecParams, pad_right, training_windows, window_targets
 
 TINY = {"max_len": 8, "hidden": 16, "layers": 1, "heads": 2, "dropout": 0.1, "lr": 1e-2, "batch_size": 16, "max_minutes": 0.5}
 SCIFI = "A space opera: astronauts fly a starship to a distant galaxy and fight alien robots."
@@ -68,6 +68,16 @@ def test_windows_cover_every_transition_once():
     windows = training_windows([np.arange(10), np.arange(1), np.arange(3)], max_len=4)
     assert [list(w) for w in windows] == [[6, 7, 8, 9, 10], [2, 3, 4, 5, 6], [1, 2], [1, 2, 3]]  # item rows = index + 1
     assert sum(len(w) - 1 for w in windows) == 9 + 0 + 2
+
+
+def test_overlapping_windows_still_target_every_transition_once():
+    sequences = [np.arange(40), np.arange(7)]
+    windows = training_windows(sequences, max_len=30, stride=15)
+    n_targets = np.minimum([len(w) - 1 for w in windows], 15)
+    targets = window_targets(pad_right(windows, 31), torch.from_numpy(n_targets))
+    trained = sorted(targets[targets > 0].tolist())
+    assert trained == sorted([*range(2, 41), *range(2, 8)])  # item rows (index + 1) of every item but the first
+    assert len(windows[0]) == 31 and (targets[0, :15] == 0).all()  # the newest window: 15 items of context first
 
 
 @pytest.mark.parametrize("model_class, params_class", [(SASRec, SASRecParams), (HybridSeq, HybridSeqParams)])
