@@ -10,6 +10,7 @@ from dagster import (
     Backoff,
     DefaultScheduleStatus,
     DefaultSensorStatus,
+    FreshnessPolicy,
     RetryPolicy,
     RunRequest,
     ScheduleDefinition,
@@ -59,5 +60,8 @@ def landing_folder_sensor(context: SensorEvaluationContext):
     return RunRequest(run_key=run_key, tags={"lmrec/trigger": "landing", "lmrec/files": ",".join(sorted(new))[:200]})
 
 
-# The published table counts as stale when the nightly refresh has not landed for more than a day.
-PUBLISHED_FRESHNESS = timedelta(hours=26)
+# What analysts read counts as stale (the UI's freshness status) when the nightly refresh has not landed for more
+# than a day: WARN an hour before the limit, FAIL after it (26 h by default, LMREC_STALE_AFTER_HOURS). The Dagster
+# daemon evaluates it.
+_STALE_AFTER = timedelta(hours=float(os.environ.get("LMREC_STALE_AFTER_HOURS", "26")))
+PUBLISHED_FRESHNESS = FreshnessPolicy.time_window(fail_window=_STALE_AFTER, warn_window=_STALE_AFTER - timedelta(hours=1))

@@ -8,6 +8,7 @@ import sys
 import duckdb
 
 from lmrec_assets.resources import serving_path, warehouse_path
+from lmrec_assets.warehouse import quote_identifier
 
 EXAMPLE_QUERIES = {
     "Top-5 for one user from every model": (
@@ -35,7 +36,7 @@ def summary() -> None:
     path, con = _serving()
     print(f"\nPipeline warehouse: {warehouse}\nServing database (analysts, read-only): {path}\n")
     for (name,) in con.execute("select table_name from information_schema.tables order by 1").fetchall():
-        print(f"  {name:28s} {con.execute(f'select count(*) from {name}').fetchone()[0]:>10,} rows")
+        print(f"  {name:28s} {con.execute(f'select count(*) from {quote_identifier(name)}').fetchone()[0]:>10,} rows")
     for title, sql in EXAMPLE_QUERIES.items():
         print(f"\n-- {title}\n{sql};")
         print(con.execute(sql).df().to_string(index=False))

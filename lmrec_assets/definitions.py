@@ -1,6 +1,6 @@
 """The lmrec code location: wiring only."""
 
-from dagster import Definitions, in_process_executor
+from dagster import Definitions
 from dagster_dbt import DbtCliResource
 
 from lmrec_assets.automation import landing_folder_sensor, nightly_refresh, refresh_job
@@ -8,6 +8,7 @@ from lmrec_assets.evaluation.assets import evaluation_metrics
 from lmrec_assets.evaluation.fairness_assets import exposure_reranking, fairness_checks, fairness_metrics
 from lmrec_assets.evaluation.quality import quality_checks
 from lmrec_assets.evaluation.report import fairness_report
+from lmrec_assets.executors import lmrec_executor
 from lmrec_assets.experiments.assets import experiment_assets
 from lmrec_assets.features import DBT_EXECUTABLE, dbt_features, dbt_project
 from lmrec_assets.ingestion.assets import raw_tables
@@ -28,7 +29,7 @@ defs = Definitions(
     schedules=[nightly_refresh],
     sensors=[landing_folder_sensor],
     # Every step writes the one DuckDB file through a pool of 1, so separate step processes buy no parallelism and
-    # cost an import of torch/transformers per step. Multiprocess or Celery executors are a run-config choice.
-    executor=in_process_executor,
+    # cost an import of torch/transformers per step: in-process by default; multiprocess or Celery are run config.
+    executor=lmrec_executor,
     resources={**default_resources(), "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE)},
 )

@@ -77,7 +77,7 @@ def dbt_features(context: AssetExecutionContext, dbt: DbtCliResource, warehouse:
                 # Row counts and column schemas are read back from DuckDB so every model shows them in the UI.
                 event = event.with_metadata({
                     **event.metadata,
-                    **relation_metadata(con, f'"{node["schema"]}"."{node["alias"]}"'),
+                    **relation_metadata(con, f'{node["schema"]}.{node["alias"]}'),
                     "outcome": "built",
                     "lineage_artifact_id": _record_lineage(con, node, manifest, planned[node["name"]], context.run_id),
                 })

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MaterializeResult, MetadataValue, asset
 
+from lmrec_assets.automation import PUBLISHED_FRESHNESS
 from lmrec_assets.evaluation.ranking import batches, masked_scores, top_k
 from lmrec_assets.lineage import create_views, record_artifact, unchanged
 from lmrec_assets.models.assets import MODELS
@@ -49,6 +50,7 @@ def recommend_top_k(model: Recommender, data: SplitData, k: int, batch_size: int
     "recs.latest_recommendations shows each model's newest run.",
     pool=WAREHOUSE_POOL,
     code_version=CODE_VERSION,
+    freshness_policy=PUBLISHED_FRESHNESS,
 )
 def recommendations(context: AssetExecutionContext, config: RecommendationsConfig, warehouse: WarehouseResource) -> MaterializeResult:
     with warehouse.connect(read_only=True) as con:

@@ -18,6 +18,16 @@ DEFAULT_DATA_DIR = PROJECT_ROOT / "data"
 DATASET_SOURCES = ("demo", "movielens-100k", "movielens-1m", "movielens-latest-small", "files")
 
 
+def confined(path: Path | str, root: Path | str) -> Path:
+    """`path` (relative ones are taken from `root`) with symlinks resolved; refused when it leaves `root`, so that no
+    configuration value (a model name, a spec entry, a link in the landing folder) points reads or writes elsewhere."""
+    base = Path(root).resolve()
+    resolved = (base / path).resolve()
+    if not resolved.is_relative_to(base):
+        raise ValueError(f"{path} resolves to {resolved}, outside the configured data root {base}")
+    return resolved
+
+
 class WarehouseResource(ConfigurableResource):
     """The pipeline's DuckDB file. One writer at a time: every asset that writes uses the `duckdb_warehouse` pool."""
 
@@ -54,7 +64,7 @@ class ArtifactStoreResource(ConfigurableResource):
     data_dir: str
 
     def model_dir(self, model: str, version: str) -> Path:
-        path = Path(self.data_dir) / "artifacts" / model / version
+        path = confined(Path("artifacts") / model / version, self.data_dir)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
@@ -71,7 +81,9 @@ class DatasetResource(ConfigurableResource):
     - `demo`: the synthetic data set generated from `seed` and `scale` (scale 1 ~ 1k users, 1.5k items, 50k events).
     - `movielens-100k`, `movielens-1m`, `movielens-latest-small`: the GroupLens files in the folder `path`.
     - `files`: your own CSV / Parquet / JSONL exports; `files_spec` is JSON with keys interactions, items, users,
-      column_map, item_text_columns, sequence_format (see `ingestion/sources/files.py`).
+      column_map, item_text_columns, sequence_format (see `ingestion/sources/files.py`). When `path` is set it is the
+      files' root: relative entries are taken from it and no entry may leave it.
+    Landing files are read only from inside the landing folder (a link pointing elsewhere is refused).
     """
 
     source: str = "demo"
@@ -95,13 +107,17 @@ class DatasetResource(ConfigurableResource):
         if self.source == "files":
             from lmrec_assets.ingestion.sources.files import FilesSpec, load_files
 
-            return load_files(FilesSpec(**json.loads(self.files_spec)))
+            spec = json.loads(self.files_spec)
+            if self.path:
+                spec |= {role: str(confined(spec[role], self.path)) for role in ("interactions", "items", "users") if spec.get(role)}
+            return load_files(FilesSpec(**spec))
         raise ValueError(f"Unknown dataset source {self.source!r}; choose one of {', '.join(DATASET_SOURCES)}")
 
     def landing_files(self) -> list[Path]:
         """New-interaction files waiting in the landing folder, oldest first (name order breaks ties)."""
         folder = Path(self.landing_dir) if self.landing_dir else landing_dir()
-        files = [p for p in folder.glob("*") if p.suffix.lower() in (".csv", ".tsv", ".parquet", ".jsonl") and p.is_file()]
+        files = [confined(p.name, folder) for p in folder.glob("*")
+                 if p.suffix.lower() in (".csv", ".tsv", ".parquet", ".jsonl") and p.is_file()]
         return sorted(files, key=lambda p: (p.stat().st_mtime, p.name))
 
 

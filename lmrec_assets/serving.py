@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from lmrec_assets.automation import PUBLISHED_FRESHNESS
 from lmrec_assets.evaluation.published_explanations import (
     explanation_quality,
     held_out_feature_matching,
@@ -22,7 +23,7 @@ from lmrec_assets.evaluation.published_explanations import (
 )
 from lmrec_assets.lineage import create_views, record_artifact
 from lmrec_assets.resources import ServingResource, WarehouseResource
-from lmrec_assets.warehouse import WAREHOUSE_POOL, table_exists
+from lmrec_assets.warehouse import WAREHOUSE_POOL, quote_identifier, table_exists
 
 CODE_VERSION = "2"  # 2: explanations, explanation_quality and fairness_summary
 
@@ -58,12 +59,15 @@ CATALOGUE = [
     "on `recommendations` pass.",
     pool=WAREHOUSE_POOL,
     code_version=CODE_VERSION,
+    freshness_policy=PUBLISHED_FRESHNESS,
 )
 def published_recommendations(
     context: AssetExecutionContext, warehouse: WarehouseResource, serving: ServingResource
 ) -> MaterializeResult:
     final = Path(serving.path)
     final.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in final.parent.glob(f".{final.name}.*.tmp*"):  # from a killed publish (publishes never overlap: pool)
+        leftover.unlink()
     staging = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
     publish_id = context.run_id
     published_at = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -85,6 +89,7 @@ def published_recommendations(
             con.commit()
     finally:
         staging.unlink(missing_ok=True)
+        staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
     return MaterializeResult(metadata={
         "serving_path": MetadataValue.path(str(final)),
         "publish_id": publish_id,
@@ -173,4 +178,4 @@ def _build(con, publish_id: str, published_at: datetime) -> None:
             """
         )
     finally:
-        con.execute(f'use "{warehouse_catalog}"')
+        con.execute(f"use {quote_identifier(warehouse_catalog)}")  # named after the configured file: quote it

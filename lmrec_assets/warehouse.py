@@ -22,6 +22,11 @@ def qualified(name: str) -> str:
     return f'"{schema}"."{table}"'
 
 
+def quote_identifier(name: str) -> str:
+    """Quote any identifier DuckDB gave us (e.g. a catalog named after a configured file), escaping embedded quotes."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def replace_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame, where: str = "", params: tuple = ()) -> None:
     """Delete the rows matching `where` (all rows when empty) and insert `frame`; create the table on first use.
 
@@ -57,8 +62,10 @@ def frame_metadata(frame: pd.DataFrame, preview_rows: int = 5) -> dict:
     }
 
 
-def relation_metadata(con: duckdb.DuckDBPyConnection, relation: str, preview_rows: int = 5) -> dict:
-    """The same metadata for a table in the warehouse, without reading it all (`relation` is trusted: from dbt)."""
+def relation_metadata(con: duckdb.DuckDBPyConnection, table: str, preview_rows: int = 5) -> dict:
+    """The same metadata for a `schema.table` in the warehouse (allow-listed like every name), without reading it all."""
+    relation = qualified(table)
+    preview_rows = int(preview_rows)
     columns = con.execute(f"describe {relation}").fetchall()
     return {
         "dagster/row_count": con.execute(f"select count(*) from {relation}").fetchone()[0],

@@ -144,7 +144,7 @@ class GenerativeP5:
         if p.architecture == "seq2seq":
             from transformers import AutoModelForSeq2SeqLM
 
-            return AutoModelForSeq2SeqLM.from_pretrained(lm)
+            return AutoModelForSeq2SeqLM.from_pretrained(lm, use_safetensors=True)
         from transformers import AutoConfig, EncoderDecoderModel
 
         def config(layers: int, decoder: bool):

@@ -34,7 +34,8 @@ def sentence_encoder(lm: str | None = None):
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(resolve_lm(lm), device="cpu")
+    # Weights load from safetensors only: a pickled checkpoint could run code on load.
+    return SentenceTransformer(resolve_lm(lm), device="cpu", model_kwargs={"use_safetensors": True})
 
 
 def text_key(lm: str, text: str) -> str:

@@ -13,7 +13,12 @@ from lmrec_assets.models.assets import MODELS
 from lmrec_assets.models.cards import CARD_FILE
 
 pytestmark = pytest.mark.integration
-LANGUAGE_MODELS = {"zero_shot_prompt", "lm_finetune", "lm_prompt_tuning", "hybrid_seq"}
+
+
+def reads_text(model: str) -> bool:
+    """Models built on the pre-trained LM: an `lm` parameter, or the item_embeddings it produces."""
+    model_class = MODELS[model][0]
+    return "lm" in model_class.Params.model_fields or "item_embeddings" in model_class.upstream
 
 
 def test_every_model_version_has_a_complete_card_traced_in_lineage(demo_pipeline):
@@ -35,7 +40,7 @@ def test_every_model_version_has_a_complete_card_traced_in_lineage(demo_pipeline
         assert "Not evaluated yet" not in text and "| test " in text and "| valid " in text, row.model
         assert "No fairness summary yet" not in text, row.model
         assert "leave-one-out" in text and '"max_epochs": 1' in text
-        if row.model in LANGUAGE_MODELS:
+        if reads_text(row.model):
             assert "all-MiniLM-L6-v2" in text and "**Apache-2.0**" in text, row.model
         else:
             assert "Base language model: none" in text, row.model
