@@ -58,7 +58,6 @@ class TextIDItems(nn.Module):
         n_items, text_dim = text.shape
         self.register_buffer("text", text)
         self.register_buffer("in_train", in_train.float())
-        self.register_buffer("cold_offset", torch.zeros(()))  # added to the scores of items not in train
         self.id_dropout = id_dropout
         self.ids = nn.Embedding(n_items, hidden)
         nn.init.normal_(self.ids.weight, std=0.02)
@@ -81,11 +80,13 @@ class TextIDItems(nn.Module):
 
 class HybridSeq(SASRec):
     name = "hybrid_seq"
-    code_version = "2"
+    code_version = "3"
+    cold_offset = 0.0  # added to the scores of items without train interactions (chosen on valid by `fit`)
     upstream = ("item_embeddings",)
     Params = HybridSeqParams
 
     def fit(self, data: SplitData) -> FitReport:
+        self.cold_offset = 0.0  # members are early-stopped on plain scores
         report = super().fit(data)
         offset, ndcg, curve = self.choose_cold_offset(data)
         report.params |= {"cold_offset": offset, "cold_offset_curve": curve}
@@ -103,27 +104,27 @@ class HybridSeq(SASRec):
         """
         from lmrec_assets.evaluation.ranking import evaluate  # evaluation imports models.base; avoid a cycle
 
-        items = self.net.items
-        warm = items.in_train.numpy() > 0
+        warm = self.in_train() > 0
         if warm.all() or self.params.cold_offset_grid in ([], [0.0]):
             return 0.0, float("nan"), []
         users = data.evaluation_users("valid")[:1024]
         scale = float(self.score(users, data.histories("train"))[:, warm].std(axis=1).mean())
         curve, best = [], (float("-inf"), 0.0)
         for step in self.params.cold_offset_grid:
-            items.cold_offset.fill_(step * scale)
+            self.cold_offset = step * scale
             ndcg = float(evaluate(self, data, "valid", ks=(10,)).loc[0, "ndcg"])
             curve.append({"cold_offset": step * scale, "valid_ndcg_at_10": ndcg})
             if ndcg > best[0]:
                 best = (ndcg, step * scale)
-        items.cold_offset.fill_(best[1])
+        self.cold_offset = best[1]
         log.info(f"{self.name}: cold-item offset {best[1]:.3f} (valid NDCG@10 {best[0]:.4f}); {curve}")
         return best[1], best[0], curve
 
-    @torch.no_grad()
+    def in_train(self) -> np.ndarray:
+        return self.members[0].items.in_train.numpy()  # the same mask in every member
+
     def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
-        items = self.net.items
-        return super().score(users, histories) + float(items.cold_offset) * (1.0 - items.in_train.numpy())
+        return super().score(users, histories) + self.cold_offset * (1.0 - self.in_train())
 
     def build_items(self, data: SplitData) -> nn.Module:
         text, n_new = encode_texts(data.item_text, self.params.lm)
@@ -139,7 +140,12 @@ class HybridSeq(SASRec):
         return self._items(torch.zeros(n_items, fitted["text_dim"]), torch.zeros(n_items, dtype=torch.bool))
 
     def fitted_state(self) -> dict:
-        return {"n_items": self.n_items, "text_dim": int(self.net.items.text.shape[1])}
+        return {"n_items": self.n_items, "text_dim": int(self.members[0].items.text.shape[1]),
+                "cold_offset": self.cold_offset}
+
+    def restore_fitted(self, fitted: dict) -> None:
+        super().restore_fitted(fitted)
+        self.cold_offset = fitted["cold_offset"]
 
     def _items(self, text: torch.Tensor, in_train: torch.Tensor) -> TextIDItems:
         p = self.params

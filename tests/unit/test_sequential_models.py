@@ -87,7 +87,7 @@ def test_training_learns_and_save_load_round_trips(model_class, params_class, tm
     report = model.fit(data)
     assert report.curve[-1]["loss"] < 0.5 * report.curve[0]["loss"]
     assert report.valid_ndcg_at_10 > 0.5  # the next item of a cycle is learnable (random: ~0.15)
-    assert report.trainable_parameters == sum(p.numel() for p in model.net.parameters() if p.requires_grad)
+    assert report.trainable_parameters == sum(p.numel() for p in model.members.parameters() if p.requires_grad)
 
     users = np.arange(5)
     histories = [*data.histories("valid")[:4], np.array([], dtype=np.int64)]  # the last user has no history
@@ -106,6 +106,20 @@ def test_fit_is_deterministic_for_a_seed_and_obeys_max_steps():
     assert report.params["steps"] == 3 and len(report.curve) == 1 and report.curve[0]["valid_ndcg_at_10"] is not None
     users = np.arange(4)
     np.testing.assert_array_equal(first.score(users, data.train_sequences), second.score(users, data.train_sequences))
+
+
+@pytest.mark.parametrize("model_class, params_class", [(SASRec, SASRecParams), (HybridSeq, HybridSeqParams)])
+def test_an_ensemble_averages_its_members_and_round_trips(model_class, params_class, tmp_path):
+    data = cyclic_split()
+    model = model_class(params_class(**TINY, max_epochs=4, patience=4, ensemble=2))
+    report = model.fit(data)
+    assert len(model.members) == 2 and len(report.params["member_valid_ndcg_at_10"]) == 2
+    assert {row["member"] for row in report.curve} == {0, 1}
+    users = np.arange(6)
+    scores = model.score(users, data.train_sequences)
+    assert np.isfinite(scores).all()
+    model.save(tmp_path)
+    np.testing.assert_allclose(model_class.load(tmp_path).score(users, data.train_sequences), scores, rtol=1e-6)
 
 
 def test_hybrid_ranks_cold_items_by_text():
