@@ -83,7 +83,7 @@ def cold_holdout(data, fraction: float = 0.1, seed: int = 0):
     return replace(data, train_sequences=sequences), is_cold
 
 
-def run_one(warehouse: str, name: str, cold: bool, out: str) -> None:
+def run_one(warehouse: str, name: str, cold: bool, out: str, override: dict) -> None:
     """Fit one model with its benchmark setting, evaluate, write JSON (runs in a fresh process)."""
     import duckdb
     import torch
@@ -97,7 +97,7 @@ def run_one(warehouse: str, name: str, cold: bool, out: str) -> None:
         data = load_split_data(con)
     model_class = MODELS[name][0]
     quality = getattr(sys.modules[model_class.__module__], "QUALITY", {})
-    params = model_class.Params(**quality)
+    params = model_class.Params(**quality | {k: v for k, v in override.items() if k in model_class.Params.model_fields})
     started = time.perf_counter()
     model = model_class(params)
     report = model.fit(data)
@@ -141,11 +141,13 @@ def main() -> None:
     parser.add_argument("--models", nargs="+")
     parser.add_argument("--no-cold", nargs="*", default=["lm_finetune", "lm_prompt_tuning"],
                         help="models whose cold-holdout refit is skipped (time); empty list = refit all")
+    parser.add_argument("--override", default="{}", help="JSON of params applied over QUALITY wherever a model has "
+                        "them, e.g. '{\"ensemble\": 1}' to cut time; recorded in each row's params")
     parser.add_argument("--run-one", nargs=4, metavar=("WAREHOUSE", "MODEL", "COLD", "OUT"))
     args = parser.parse_args()
     if args.run_one:
         warehouse, name, cold, out = args.run_one
-        return run_one(warehouse, name, cold == "1", out)
+        return run_one(warehouse, name, cold == "1", out, json.loads(args.override))
 
     from lmrec_assets.models.assets import MODELS
 
@@ -156,7 +158,8 @@ def main() -> None:
             out = BENCH / dataset / f"leaderboard_{name}.json"
             cold = "0" if name in args.no_cold else "1"
             print(f"[{dataset}] {name} ...", flush=True)
-            done = subprocess.run([sys.executable, __file__, "--run-one", str(warehouse), name, cold, str(out)])
+            command = [sys.executable, __file__, "--run-one", str(warehouse), name, cold, str(out), "--override", args.override]
+            done = subprocess.run(command)
             if done.returncode != 0:
                 rows.append({"model": name, "error": f"exit {done.returncode}"})
                 continue
