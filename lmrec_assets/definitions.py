@@ -6,6 +6,7 @@ from dagster_dbt import DbtCliResource
 from lmrec_assets.automation import landing_folder_sensor, nightly_refresh, refresh_job
 from lmrec_assets.evaluation.assets import evaluation_metrics
 from lmrec_assets.evaluation.fairness_assets import exposure_reranking, fairness_checks, fairness_metrics
+from lmrec_assets.evaluation.generation_assets import generation_metrics
 from lmrec_assets.evaluation.quality import quality_checks
 from lmrec_assets.evaluation.report import fairness_report
 from lmrec_assets.executors import lmrec_executor
@@ -19,7 +20,7 @@ from lmrec_assets.resources import default_resources
 from lmrec_assets.serving import published_recommendations
 
 all_assets = [raw_tables, dbt_features, item_embeddings, *model_assets, recommendations, evaluation_metrics,
-              fairness_metrics, exposure_reranking, fairness_report, published_recommendations]
+              generation_metrics, fairness_metrics, exposure_reranking, fairness_report, published_recommendations]
 
 defs = Definitions(
     # The experiments group is on-demand only: not in all_assets, the refresh job or `make demo`.

@@ -2,7 +2,7 @@
 with one atomic rename, so a reader sees the old state or the new one, never a mix, and never blocks the pipeline.
 
 Tables: recommendations (latest run per model, each row with a grounded explanation), items, evaluation_metrics,
-explanation_quality, fairness_summary (once fairness_metrics has run), lineage_artifacts, catalogue.
+explanation_quality, generation_metrics and fairness_summary (once their assets have run), lineage_artifacts, catalogue.
 Views: latest_recommendations, model_leaderboard, recommendation_lineage.
 Sensitive user attributes are not published: fairness_summary holds only aggregates over groups of users.
 """
@@ -25,7 +25,7 @@ from lmrec_assets.lineage import create_views, record_artifact
 from lmrec_assets.resources import ServingResource, WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL, quote_identifier, table_exists
 
-CODE_VERSION = "2"  # 2: explanations, explanation_quality and fairness_summary
+CODE_VERSION = "3"  # 2: explanations, explanation_quality and fairness_summary; 3: generation_metrics
 
 # (name, grain, meaning): the analyst catalogue, published as a table so it is always next to the data it describes.
 CATALOGUE = [
@@ -34,6 +34,9 @@ CATALOGUE = [
     ("latest_recommendations", "model × user × rank", "recommendations with item titles and explanations (view)."),
     ("items", "item", "The catalogue: title, categories, description, item_text (what the LMs read), popularity."),
     ("evaluation_metrics", "model × version × split × K", "HR, NDCG, Recall, Precision, MRR, coverage; full ranking."),
+    ("generation_metrics", "model × split × task × template × metric", "Generative models' text metrics: BLEU-1/4, "
+     "ROUGE-1/2/L F1 (0-100), USR, FMR/FCR/DIV, hallucination rate of unconstrained decoding, HR/NDCG@10 per prompt "
+     "template (trained vs unseen), on a sample of users."),
     ("model_leaderboard", "model", "Test metrics at K = 10 for each model's published version, best first (view)."),
     ("explanation_quality", "model", "PEPLER metrics of the published explanations: usr (distinct sentences ÷ all), fcr "
      "(categories ever named ÷ all), div (categories two explanations share, lower = more diverse), fmr (test split: "
@@ -51,7 +54,7 @@ CATALOGUE = [
 
 @asset(
     group_name="serving",
-    deps=["recommendations", "evaluation_metrics", "fairness_metrics"],
+    deps=["recommendations", "evaluation_metrics", "generation_metrics", "fairness_metrics"],
     kinds={"duckdb", "python"},
     owners=["team:data-platform"],
     description="Publishes the latest recommendations (with explanations), metrics, explanation quality, the "
@@ -85,7 +88,7 @@ def published_recommendations(
             con.begin()
             record_artifact(con, asset_key="published_recommendations", version=publish_id[:16], run_id=context.run_id,
                             code_version=CODE_VERSION,
-                            parent_keys=["recommendations", "evaluation_metrics", "fairness_metrics"], path=final)
+                            parent_keys=["recommendations", "evaluation_metrics", "generation_metrics", "fairness_metrics"], path=final)
             con.commit()
     finally:
         staging.unlink(missing_ok=True)
@@ -135,6 +138,14 @@ def _build(con, publish_id: str, published_at: datetime) -> None:
         join (select distinct model, model_version from serving.recommendations) using (model, model_version)
         """
     )
+    if table_exists(con, "evaluation.generation_metrics"):
+        con.execute(
+            """
+            create table serving.generation_metrics as
+            select g.* from evaluation.generation_metrics as g
+            join (select distinct model, model_version from serving.recommendations) using (model, model_version)
+            """
+        )
     if table_exists(con, "evaluation.fairness_summary"):
         con.execute(
             """

@@ -81,10 +81,12 @@ def generation_rows(model: GenerativeP5, data: SplitData, item_categories: list[
     prompts = [render("explanation", model.history_titles(histories[u]), data.item_titles[i]) for u, i in zip(users, targets)]
     sentences = [model.text(o) for o in model.generate(prompts, p.max_explanation_tokens)]
     references = [model.normalized(explanation_target(data.item_text[i], data.item_titles[i]), p.max_explanation_tokens) for i in targets]
-    vocabulary = {c for categories in item_categories for c in categories}
+    # Features in the form the model writes them (uncased tokenizer: "Sci-Fi" comes out as "sci - fi").
+    features = {c: model.normalized(c, p.max_explanation_tokens) for categories in item_categories for c in categories}
+    truth = [[features[c] for c in item_categories[i]] for i in targets]
     add("test", "explanation", "explanation", {
         **text_metrics(sentences, references),
-        **(feature_metrics(sentences, [item_categories[i] for i in targets], vocabulary) if vocabulary else {}),
+        **(feature_metrics(sentences, truth, set(features.values())) if features else {}),
     }, len(users), "the held-out item's genres + description")
     return pd.DataFrame(rows)
 

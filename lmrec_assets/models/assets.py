@@ -15,6 +15,7 @@ from lmrec_assets.models.base import FitReport, Recommender
 from lmrec_assets.models.cards import card_path, training_card, write_card
 from lmrec_assets.models.data import load_split_data
 from lmrec_assets.models.ease import EASE
+from lmrec_assets.models.generative_p5 import GenerativeP5
 from lmrec_assets.models.hybrid import HybridSeq
 from lmrec_assets.models.lm_finetune import LMFinetune
 from lmrec_assets.models.popularity import Popularity
@@ -39,6 +40,9 @@ MODELS: dict[str, tuple[type[Recommender], str]] = {
                     "query/value by default, or full fine-tuning); softmax over the whole catalogue."),
     "lm_prompt_tuning": (LMPromptTuning, "Soft prompt tuning: frozen LM, trainable virtual tokens initialised from the "
                          "template; same next-item objective as lm_finetune."),
+    "generative_p5": (GenerativeP5, "P5-style generative recommender: MiniLM warm-started as a seq2seq LM (BERT2BERT, "
+                      "LoRA by default) writes the next title; trie-constrained beam search over catalogue titles, "
+                      "scored by log P(title | prompt)."),
 }
 SPLIT_DEPS = ["split_train", "split_valid", "split_test", "dim_items", "dim_users"]
 
