@@ -6,7 +6,8 @@ code with different settings.
   the 2-core machine: estimated well above the 90-minute budget (about 70 LM fits).
 - `reduced` (default): what was run and committed: ML-100K data efficiency at 5/25/100% for EASE, SASRec, zero-shot
   and LoRA with short budgets; buckets from those models; LoRA / full / prompt tuning efficiency; ML-100K → Toys
-  transfer of LoRA (zero-shot and 10% few-shot), Toys evaluated on a sample of 2,000 users (full ranking kept).
+  transfer of LoRA (zero-shot and 10% few-shot), Toys evaluated on a sample of 1,000 users (full ranking kept);
+  LM budgets 1 minute of training, SASRec 45 s (the shared machine's queue left about 30 minutes of CPU).
 - `tiny`: the tests' end-to-end run on two differently-seeded demo data sets (seconds per model).
 """
 
@@ -92,11 +93,11 @@ def _full() -> Profile:
 
 
 def _reduced() -> Profile:
-    ml, toys = movielens_100k(), amazon_toys(eval_users=2000)
+    ml, toys = movielens_100k(), amazon_toys(eval_users=1000)
     return Profile(
         name="reduced",
         domains={"ml100k": ml, "toys": toys},
-        models=_models(lm_minutes=1.5, seq_minutes=1.0),
+        models=_models(lm_minutes=1.0, seq_minutes=0.75),
         data_efficiency_domains=("ml100k",),
         data_efficiency_models=("ease", "sasrec", "zero_shot", "lora"),
         fractions=(0.05, 0.25, 1.0),
