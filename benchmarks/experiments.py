@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -66,23 +65,25 @@ def latest_results(profile: str) -> pd.DataFrame:
 def report(profile: str, seconds: dict[str, float]) -> None:
     from lmrec_assets.experiments.assets import data_efficiency_summary, lm_vs_id, transfer_summary
     from lmrec_assets.experiments.profiles import get_profile
+    from lmrec_assets.experiments.results import plot_buckets, plot_data_efficiency, plot_pareto, plot_transfer
 
     rows = latest_results(profile)
     timings_path = RESULTS / f"experiments_{profile}_timings.json"
     timings = json.loads(timings_path.read_text()) if timings_path.exists() else {}
     timings.update(seconds)
     timings_path.write_text(json.dumps(timings, indent=2))
+    (RESULTS / "experiments").mkdir(parents=True, exist_ok=True)
     (RESULTS / f"experiments_{profile}.json").write_text(
         rows.assign(created_at=rows["created_at"].astype(str)).to_json(orient="records", indent=1))
-    plots = DATA_DIR / "reports" / "experiments" / profile
-    (RESULTS / "experiments").mkdir(parents=True, exist_ok=True)
-    for png in sorted(plots.glob("*.png")):
-        shutil.copy(png, RESULTS / "experiments" / f"{profile}_{png.name}")
+    plots = RESULTS / "experiments"  # redrawn here from the table rows, so plots and numbers always agree
 
     def wide(experiment: str) -> pd.DataFrame:
         part = rows[rows["experiment"] == experiment]
         index = ["dataset", "model", "family", "setting", "fraction", "seed", "n_users"]
-        return part.pivot_table(index=index, columns="metric", values="value", dropna=False).reset_index()
+        # unstack keeps only the (row, metric) combinations that exist (pivot_table would cross every index level)
+        frame = part.set_index([*index, "metric"])["value"].unstack("metric").reset_index()
+        counts = [c for c in ("trainable_parameters", "steps", "best_epoch", "n_training_users") if c in frame]
+        return frame.astype({c: "Int64" for c in counts})
 
     lines = [f"# Experiments: sparsity and transfer (profile `{profile}`)", "",
              "Protocol: per-user leave-one-out by time (Toys: position in the sequence), full ranking over every item of "
@@ -94,6 +95,7 @@ def report(profile: str, seconds: dict[str, float]) -> None:
     if "data_efficiency" in present:
         frame = wide("data_efficiency")
         summary = data_efficiency_summary(frame)
+        plot_data_efficiency(summary, plots / f"{profile}_data_efficiency.png")
         lines += ["## 1. Data efficiency", "", f"![data efficiency](experiments/{profile}_data_efficiency.png)", "",
                   summary.to_markdown(index=False, floatfmt=".4f"), "",
                   "Best LM-based vs best ID-based model:", "", lm_vs_id(summary).to_markdown(index=False, floatfmt=".3f"), ""]
@@ -101,14 +103,19 @@ def report(profile: str, seconds: dict[str, float]) -> None:
         frame = wide("sparsity_buckets")
         table = frame.pivot_table(index=["dataset", "setting"], columns="model", values="ndcg@10").reset_index()
         users = frame.groupby(["dataset", "setting"])["n_users"].first().reset_index()
+        buckets = frame.assign(dimension=frame["setting"].str.split("=").str[0], bucket=frame["setting"].str.split("=").str[1])
+        plot_buckets(buckets.groupby(["dataset", "dimension", "bucket", "model"], as_index=False)[["n_users", "ndcg@10"]].mean(),
+                     plots / f"{profile}_sparsity_buckets.png")
         lines += ["## 2. Sparsity buckets (test NDCG@10)", "", f"![buckets](experiments/{profile}_sparsity_buckets.png)", "",
                   table.merge(users).to_markdown(index=False, floatfmt=".4f"), ""]
     if "cross_domain_transfer" in present:
-        frame = wide("cross_domain_transfer")
+        summary = transfer_summary(wide("cross_domain_transfer"))
+        plot_transfer(summary, plots / f"{profile}_cross_domain_transfer.png")
         lines += ["## 3. Cross-domain transfer", "", f"![transfer](experiments/{profile}_cross_domain_transfer.png)", "",
-                  transfer_summary(frame).to_markdown(index=False, floatfmt=".4f"), ""]
+                  summary.to_markdown(index=False, floatfmt=".4f"), ""]
     if "adaptation_efficiency" in present:
-        frame = wide("adaptation_efficiency")
+        frame = wide("adaptation_efficiency").sort_values("ndcg@10", ascending=False)
+        plot_pareto(frame, plots / f"{profile}_adaptation_efficiency.png")
         columns = ["model", "trainable_parameters", "fit_seconds", "peak_rss_mib", "inference_seconds", "n_users",
                    "valid_ndcg@10", "ndcg@10", "hr@10", "steps", "best_epoch"]
         lines += ["## 4. Fine-tuning vs prompt learning", "", f"![pareto](experiments/{profile}_adaptation_efficiency.png)", "",
