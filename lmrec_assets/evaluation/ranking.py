@@ -41,11 +41,16 @@ def batches(users: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
 def top_k(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Indices and scores of each row's k best items, best first, ties by lower item index."""
     k = min(k, scores.shape[1])
-    kth = -np.partition(-scores, k - 1, axis=1)[:, k - 1 : k]
+    boundary = scores.shape[1] - k
+    kth = np.partition(scores, boundary, axis=1)[:, boundary : boundary + 1]  # each row's k-th largest score
     above = scores > kth
     ties = scores == kth
     needed = k - above.sum(axis=1, keepdims=True)
-    chosen = above | (ties & (np.cumsum(ties, axis=1) <= needed))
+    chosen = above | ties
+    # Only rows with more items tied at the k-th score than slots left need the (full-width) running count.
+    crowded = np.flatnonzero(ties.sum(axis=1) > needed[:, 0])
+    if len(crowded):
+        chosen[crowded] = above[crowded] | (ties[crowded] & (np.cumsum(ties[crowded], axis=1) <= needed[crowded]))
     columns = np.nonzero(chosen)[1].reshape(len(scores), k)  # ascending item index within each row
     values = np.take_along_axis(scores, columns, axis=1)
     order = np.argsort(-values, axis=1, kind="stable")
