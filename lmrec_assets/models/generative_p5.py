@@ -17,6 +17,9 @@ title; explanation — history + a title → the item's explanation text. For ex
 `item_text` without its title, i.e. "Genres: <categories>. <description>" (the demo's one-sentence description;
 on MovieLens only the genres): the "features" of PEPLER's metrics are these genre/category words. The template
 `sequential_unseen` is never trained on: the generation_metrics asset compares it with the seen one.
+`fit(data, user_explanations=...)` adds user-written targets, {(user, item): text} (ml-latest-small's tags, see
+evaluation/tag_explanations.py; benchmark only), each one example per epoch with the prompt `explanation_prompt`;
+`item_explanations=False` then drops the item_text targets (their tokens stay out of the output vocabulary).
 
 Ranking (`score`). The seen sequential prompt is encoded once per user, then a batched beam search over the prefix
 trie of catalogue titles (`title_trie.py`) with the user's seen titles blocked returns `beam_width` distinct unseen
@@ -40,6 +43,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, Self
 
@@ -251,17 +255,26 @@ class GenerativeP5:
     def prompts(self, histories: list[np.ndarray], users: np.ndarray, template: str) -> list[str]:
         return [render(template, self.history_titles(histories[u])) for u in users]
 
-    def _build_catalogue(self, data: SplitData) -> list[list[int]]:
-        """Title token sequences (truncated), the trie and the popularity floor; returns the explanation targets."""
+    def explanation_prompt(self, sequence: np.ndarray, item: int) -> str:
+        """The explanation prompt of a (user, item) pair: the titles before the item in the user's sequence, or the
+        whole sequence when the item is not in it."""
+        where = np.flatnonzero(np.asarray(sequence) == item)
+        history = sequence[: where[0]] if len(where) else sequence
+        return render("explanation", self.history_titles(history), self.item_titles[item])
+
+    def _item_explanations(self, data: SplitData) -> list[list[int]]:
+        return [self._tokens(explanation_target(text, title), self.params.max_explanation_tokens)
+                for text, title in zip(data.item_text, data.item_titles)]
+
+    def _build_catalogue(self, data: SplitData, explanations: list[list[int]]) -> None:
+        """Title token sequences (truncated), the trie and the popularity floor; the output vocabulary covers the
+        titles and the explanation targets."""
         self.item_titles = list(data.item_titles)
         titles = [self._tokens(t, self.params.max_title_tokens) for t in self.item_titles]
-        explanations = [self._tokens(explanation_target(text, title), self.params.max_explanation_tokens)
-                        for text, title in zip(data.item_text, data.item_titles)]
         self.vocab = np.unique(np.concatenate([[self.eos], *map(np.asarray, titles), *map(np.asarray, explanations)])).astype(np.int64)
         counts = np.bincount(np.concatenate(data.train_sequences), minlength=data.n_items) if data.train_sequences else np.zeros(data.n_items)
         self.popularity = (np.argsort(np.argsort(counts, kind="stable"), kind="stable") / max(1, data.n_items)).astype(np.float32)
         self._build_trie(titles)
-        return explanations
 
     def _build_trie(self, titles: list[list[int]]) -> None:
         self._to_output = np.full(int(self.vocab.max()) + 1, -100, dtype=np.int64)  # LM token id -> output index
@@ -282,8 +295,9 @@ class GenerativeP5:
                 history, target = self.history_titles(seq[:t]), int(seq[t])
                 template = TRAINED_SEQUENTIAL[rng.integers(len(TRAINED_SEQUENTIAL))]
                 examples.append((render(template, history), [titles[i] for i in seq[t : t + p.targets_per_example]]))
-                if rng.random() < p.explanation_share:
+                if self._explanations and rng.random() < p.explanation_share:
                     examples.append((render("explanation", history, self.item_titles[target]), [self._explanations[target]]))
+        examples.extend((prompt, [target]) for prompt, target in self._pair_explanations)
         return [examples[i] for i in rng.permutation(len(examples))]
 
     def _loss(self, batch: list[tuple[str, list[list[int]]]]) -> torch.Tensor:
@@ -306,11 +320,19 @@ class GenerativeP5:
 
     # --- Recommender ----------------------------------------------------------------------------------------------
 
-    def fit(self, data: SplitData) -> FitReport:
+    def fit(self, data: SplitData, user_explanations: Mapping[tuple[int, int], str] | None = None,
+            item_explanations: bool = True) -> FitReport:
+        """Train under the budget. `user_explanations`: extra explanation targets {(user, item): text}, one example
+        each per epoch; `item_explanations=False`: train explanations on those only (see the module docstring)."""
         p = self.params
         torch.manual_seed(p.seed)
         rng = np.random.default_rng(p.seed)
-        self._explanations = self._build_catalogue(data)
+        self._explanations = self._item_explanations(data) if item_explanations else []
+        pairs = sorted((user_explanations or {}).items())
+        pair_targets = [self._tokens(text, p.max_explanation_tokens) for _, text in pairs]
+        self._build_catalogue(data, [*self._explanations, *pair_targets])
+        self._pair_explanations = [(self.explanation_prompt(data.train_sequences[u], i), target)
+                                   for ((u, i), _), target in zip(pairs, pair_targets)]
         self.model = self._adapted(self._base_model())
         trainable = [q for q in self.model.parameters() if q.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=DEFAULT_LR[p.mode] if p.lr is None else p.lr, weight_decay=p.weight_decay)
@@ -336,7 +358,7 @@ class GenerativeP5:
         self.digest = self._weights_digest()
         ndcg = self._valid_ndcg(data) if p.fit_valid_users else None
         return FitReport(
-            params={**p.model_dump(), "steps": steps, "output_vocabulary": len(self.vocab), "train_seconds": time.perf_counter() - started},
+            params={**p.model_dump(), "steps": steps, **({"user_explanations": len(pairs)} if pairs else {}), "output_vocabulary": len(self.vocab), "train_seconds": time.perf_counter() - started},
             valid_ndcg_at_10=ndcg, curve=curve, trainable_parameters=sum(q.numel() for q in trainable),
         )
 

@@ -1,0 +1,93 @@
+"""Tag references for the explanation task: the per-user time split, the most-frequent-tag baseline, GenerativeP5
+trained on user-written targets (real MiniLM, a few real steps), and the real ml-latest-small tags.csv."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from lmrec_assets.evaluation.tag_explanations import explanation_metrics, load_tags, most_frequent_tag, tag_pairs
+from lmrec_assets.models.generative_p5 import GenerativeP5, GenerativeP5Params
+from tests.unit.test_generative_p5 import TINY
+from tests.unit.test_lm_models import themed_split
+
+SHARED_DATA = Path(os.environ.get("LMREC_SHARED_DATA") or Path(__file__).parents[2].parent / "shared" / "data")
+
+
+def hand_made_tags() -> pd.DataFrame:
+    rows = [  # userId, movieId, tag, timestamp
+        ("1", "10", "Funny", 100), ("1", "10", "funny ", 101), ("1", "10", "Dark  Comedy", 99),  # one pair, 2 tags
+        ("1", "20", "space", 200), ("1", "30", "funny", 300), ("1", "40", "space", 300),  # 40 ties 30: file order
+        ("1", "50", "gore", 150),
+        ("2", "20", "space", 50), ("2", "20", "classic", 60), ("2", "30", "dark comedy", 70),
+        ("3", "30", "action", 10),  # a user with one pair: it is held out
+        ("4", "30", "action", 20), ("4", "50", "gore", 30),
+        ("9", "10", "unknown user", 5), ("1", "99", "unknown item", 5),
+    ]
+    return pd.DataFrame(rows, columns=["userId", "movieId", "tag", "timestamp"])
+
+
+def test_pairs_split_by_time_per_user_and_the_baseline():
+    split = tag_pairs(hand_made_tags(), user_ids=["1", "2", "3", "4"], item_ids=["10", "20", "30", "40", "50"])
+    assert split.dropped == {"empty tag": 0, "user not in the split": 1, "item not in the split": 1}
+    pairs = split.pairs.set_index(["user", "item"])
+    assert pairs.loc[(0, 0), "reference"] == "dark comedy, funny"  # time order, lower-cased, deduplicated
+    # User 0 has 5 pairs (first tags at 99, 150, 200, 300, 300): round(0.2 × 5) = 1 held out, the latest; the 300
+    # tie goes to file order, so item 40 (the row after item 30) is the latest. Users with 1 or 2 pairs: 1 held out.
+    assert split.held_out.set_index("user").item.to_dict() == {0: 3, 1: 2, 2: 2, 3: 4}
+    assert sorted(map(tuple, split.train[["user", "item"]].values.tolist())) == [(0, 0), (0, 1), (0, 2), (0, 4), (1, 1), (3, 2)]
+
+    # Baseline. Item 40: never tagged in training → the overall top training tag ("funny" and "space" have 2 pairs
+    # each → alphabetical: "funny"). Item 30: "funny" and "action" once each → "action". Item 50: "gore".
+    held_out = split.held_out
+    baseline = most_frequent_tag(split.train, held_out)
+    assert baseline == ["funny", "action", "action", "gore"]
+
+    vocabulary = sorted({t for tags in split.pairs.tags for t in tags})
+    perfect = explanation_metrics(list(held_out.reference), held_out, vocabulary, normalise=str)
+    assert perfect["fmr"] == 1.0 and perfect["bleu_1"] == pytest.approx(100) and perfect["rouge_l"] == pytest.approx(100)
+    assert perfect["fcr"] == pytest.approx(4 / 6)  # space, dark comedy, action, gore of 6 tags
+    scores = explanation_metrics(baseline, held_out, vocabulary, normalise=str)
+    assert scores["fmr"] == pytest.approx(2 / 4) and scores["usr"] == pytest.approx(3 / 4)
+
+
+def test_generative_p5_trains_on_user_explanations_and_their_tokens_enter_the_vocabulary(tmp_path):
+    torch.set_num_threads(1)
+    data = themed_split()
+    targets = {(0, int(data.train_sequences[0][1])): "zebra, marmalade", (3, int(data.valid_items[3])): "saxophone"}
+    model = GenerativeP5(GenerativeP5Params(**{**TINY, "max_epochs": 1, "max_steps": 3}))
+    report = model.fit(data, user_explanations=targets, item_explanations=False)
+    assert report.params["steps"] == 3 and report.params["user_explanations"] == 2
+    tag_tokens = model.tokenizer("zebra, marmalade saxophone", add_special_tokens=False)["input_ids"]
+    assert set(tag_tokens) <= set(model.vocab.tolist())
+    description_only = model.tokenizer("astronauts", add_special_tokens=False)["input_ids"]  # item_text, not trained
+    assert not set(description_only) & set(model.vocab.tolist())
+
+    # The prompt's history is what came before the item in the train sequence (all of it when it is not there).
+    item = int(data.train_sequences[0][1])
+    assert model.explanation_prompt(data.train_sequences[0], item) == (
+        f"Explain why the user who watched {data.item_titles[data.train_sequences[0][0]]} would enjoy {data.item_titles[item]}")
+    prompt = model.explanation_prompt(data.train_sequences[3], int(data.valid_items[3]))
+    assert all(data.item_titles[i] in prompt for i in data.train_sequences[3])
+    assert isinstance(model.text(model.generate([prompt], 6)[0]), str)
+
+    model.save(tmp_path)
+    np.testing.assert_array_equal(GenerativeP5.load(tmp_path).vocab, model.vocab)
+
+
+@pytest.mark.skipif(not (SHARED_DATA / "ml-latest-small" / "tags.csv").is_file(),
+                    reason=f"{SHARED_DATA}/ml-latest-small/tags.csv is absent (set LMREC_SHARED_DATA to shared/data)")
+def test_real_tags_csv_loads_and_splits():
+    tags = load_tags(SHARED_DATA / "ml-latest-small" / "tags.csv")
+    assert len(tags) == 3683 and tags.tag.str.len().min() > 0  # README: 3,683 tags; CRLF stripped
+    assert not tags.tag.str.endswith("\r").any()
+    movies = pd.read_csv(SHARED_DATA / "ml-latest-small" / "movies.csv", dtype={"movieId": str})
+    split = tag_pairs(tags, user_ids=sorted(tags.userId.unique()), item_ids=movies.movieId)
+    assert sum(split.dropped.values()) == 0 and len(split.pairs) == 1775
+    assert split.held_out.user.nunique() == split.pairs.user.nunique() == 58  # every tagging user has a held-out pair
+    latest_train = split.train.groupby("user").first_timestamp.max()
+    earliest_held = split.held_out.groupby("user").first_timestamp.min()
+    assert (latest_train <= earliest_held.reindex(latest_train.index)).all()  # held out by time
