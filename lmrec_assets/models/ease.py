@@ -1,6 +1,10 @@
 """EASE (Steck 2019): a closed-form item-item linear autoencoder, B = I - P·diag(1/diag(P)), P = (XᵀX + λI)⁻¹.
 
 λ is chosen on the valid split (NDCG@10) from a small grid; the test split is never looked at.
+
+Only items with train interactions enter the inverse: an item with none has an all-zero row and column in XᵀX, so
+XᵀX + λI is block-diagonal, its block of P is I/λ and its weights are 0 — the same B as the full inverse, at the
+cost of the active items only (e.g. a 1% user sample of Amazon Toys touches a fraction of its 11,924 items).
 """
 
 from __future__ import annotations
@@ -63,7 +67,11 @@ class EASE:
 
 
 def _solve(gram: np.ndarray, l2: float) -> np.ndarray:
-    precision = np.linalg.inv(gram + l2 * np.eye(len(gram)))
-    weights = -precision / np.diag(precision)
-    np.fill_diagonal(weights, 0.0)
-    return weights.astype(np.float32)
+    active = np.flatnonzero(np.diag(gram) > 0)
+    block = gram[np.ix_(active, active)]
+    precision = np.linalg.inv(block + l2 * np.eye(len(block)))
+    block_weights = -precision / np.diag(precision)
+    np.fill_diagonal(block_weights, 0.0)
+    weights = np.zeros(gram.shape, dtype=np.float32)
+    weights[np.ix_(active, active)] = block_weights
+    return weights

@@ -44,6 +44,13 @@ def test_ease_closed_form_matches_definition_and_learns_clusters(tmp_path):
     np.fill_diagonal(expected, 0)
     np.testing.assert_allclose(weights, expected, atol=1e-5)
 
+    # Items without train interactions stay out of the inverse, and the weights are the full inverse's exactly.
+    x[:, 15:] = 0
+    expected = np.eye(20) - np.linalg.inv(x.T @ x + 10 * np.eye(20)) / np.diag(np.linalg.inv(x.T @ x + 10 * np.eye(20)))
+    np.fill_diagonal(expected, 0)
+    np.testing.assert_allclose(_solve(x.T @ x, 10.0), expected, atol=1e-5)
+    assert not _solve(x.T @ x, 10.0)[15:].any()
+
     model = EASE(EASEParams(l2_grid=[1.0, 10.0]))
     report = model.fit(data)
     assert report.params["l2"] in (1.0, 10.0) and len(report.curve) == 2
