@@ -40,7 +40,7 @@ benchmark: setup
 	$(BIN)/python benchmarks/pipeline_ml100k.py
 
 experiments: setup
-	$(BIN)/python benchmarks/experiments.py --profile $(or $(PROFILE),reduced)
+	$(BIN)/python benchmarks/experiments.py --profile $(or $(PROFILE),standard)
 
 clean:
 	rm -rf data/warehouse data/artifacts data/reports data/dagster_home dbt_project/target

@@ -2,8 +2,8 @@
 results to benchmarks/results/experiments_<profile>.{md,json} and the plots to benchmarks/results/experiments/.
 
 Usage:
-  python benchmarks/experiments.py                       # profile "reduced" (what is committed), every experiment
-  python benchmarks/experiments.py --profile full        # the whole grid (far above 90 min on 2 cores)
+  python benchmarks/experiments.py                       # profile "standard" (what is committed), every experiment
+  python benchmarks/experiments.py --profile full        # the same grid, 3 seeds, longer budgets (hours on 2 cores)
   python benchmarks/experiments.py --experiments data_efficiency sparsity_buckets   # a chunk
   python benchmarks/experiments.py --report-only         # rewrite the md/json from the warehouse
 The same assets run from the Dagster UI (group "experiments", config `profile`). Real data is read from
@@ -128,8 +128,10 @@ def report(profile: str, seconds: dict[str, float]) -> None:
 
 
 def main() -> None:
+    from lmrec_assets.experiments.profiles import DEFAULT_PROFILE
+
     parser = argparse.ArgumentParser()
-    parser.add_argument("--profile", default="reduced")
+    parser.add_argument("--profile", default=DEFAULT_PROFILE)
     parser.add_argument("--experiments", nargs="+", default=ORDER, choices=ORDER)
     parser.add_argument("--report-only", action="store_true")
     args = parser.parse_args()

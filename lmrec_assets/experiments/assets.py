@@ -1,7 +1,7 @@
 """The experiments group: four assets that measure the seed's claims about language models (data efficiency,
 sparsity, cross-domain transfer, adaptation cost). Each writes long-format rows to `experiments.experiment_results`
 and a plot into its metadata. They are not part of the nightly job or `make demo` (heavy; run on demand from the UI
-or `python benchmarks/experiments.py --profile reduced`). Config `profile` picks the grid (see `profiles.py`).
+or `python benchmarks/experiments.py`). Config `profile` picks the grid (see `profiles.py`).
 
 Every number comes from `evaluation.ranking.evaluate` on the test split (full ranking, seen items masked); models
 select on valid only. Domains are ingested and split by the real pipeline into their own warehouses
@@ -16,7 +16,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 
 from lmrec_assets.experiments.domains import prepare_domain
-from lmrec_assets.experiments.profiles import DEFAULT_PROFILE, ID, LM, Profile, get_profile
+from lmrec_assets.experiments.profiles import DEFAULT_PROFILE, ID, LM, TEXT_ID, Profile, get_profile
 from lmrec_assets.experiments.results import (
     image_markdown, long_rows, plot_buckets, plot_data_efficiency, plot_pareto, plot_transfer, write_results,
 )
@@ -34,7 +34,7 @@ EVAL_SAMPLE_SEED = 0  # the evaluation-user sample of a large domain is the same
 
 
 class ExperimentConfig(Config):
-    profile: str = DEFAULT_PROFILE  # full | reduced | tiny (see lmrec_assets/experiments/profiles.py)
+    profile: str = DEFAULT_PROFILE  # standard | full | tiny (see lmrec_assets/experiments/profiles.py)
 
 
 def _root(artifacts: ArtifactStoreResource) -> Path:
@@ -114,10 +114,11 @@ def data_efficiency_summary(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def lm_vs_id(summary: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset and fraction: the best LM-based and the best ID-based model and the ratio of their NDCG@10."""
+    """Per dataset and fraction: the best LM-based and the best ID-based model and the ratio of their NDCG@10. The
+    text+ID hybrid counts as LM-based: its item vectors start from the LM's reading of the item text."""
     rows = []
     for (dataset, fraction), group in summary.groupby(["dataset", "fraction"]):
-        lm, ids = group[group["family"] == LM], group[group["family"] == ID]
+        lm, ids = group[group["family"].isin([LM, TEXT_ID])], group[group["family"] == ID]
         if lm.empty or ids.empty:
             continue
         best_lm, best_id = lm.loc[lm["ndcg@10"].idxmax()], ids.loc[ids["ndcg@10"].idxmax()]

@@ -31,19 +31,21 @@ def test_every_experiment_runs_on_the_tiny_profile(tmp_path: Path, dbt_manifest:
     assert ndcg.between(0, 1).all()
 
     efficiency = rows[(rows["experiment"] == "data_efficiency") & (rows["metric"] == "ndcg@10")]
-    assert set(efficiency["model"]) == {"ease", "sasrec", "zero_shot", "lora"}
+    assert set(efficiency["model"]) == {"ease", "sasrec", "hybrid", "zero_shot", "lora"}
     assert set(efficiency["fraction"]) == {0.25, 1.0}
     assert efficiency["n_users"].nunique() == 1  # the same test users at every fraction, for every model
 
     buckets = rows[(rows["experiment"] == "sparsity_buckets") & (rows["metric"] == "ndcg@10")]
-    assert set(buckets["model"]) == {"ease", "sasrec", "zero_shot", "lora"}
+    assert set(buckets["model"]) == {"ease", "sasrec", "hybrid", "zero_shot", "lora"}
     assert buckets["setting"].str.startswith("history_length=").any() and (buckets["setting"] == "all=all").any()
     assert buckets["setting"].str.startswith("target_popularity=").any()
 
     transfer = rows[rows["experiment"] == "cross_domain_transfer"]
-    assert set(transfer["setting"]) == {"demo_a->demo_b zero-shot", "demo_a->demo_b few-shot"}
+    assert set(transfer["setting"]) == {f"{direction} {setting}" for direction in ("demo_a->demo_b", "demo_b->demo_a")
+                                        for setting in ("zero-shot", "few-shot")}
+    assert set(transfer[transfer["setting"].str.startswith("demo_b->")]["model"]) == {"prompt_tuning"}
     assert (transfer["metric"] == "transfer_gain").any()
-    assert (transfer["n_users"] == 30).all()  # demo_b is evaluated on its 30-user sample
+    assert (transfer[transfer["dataset"] == "demo_b"]["n_users"] == 30).all()  # demo_b: its 30-user sample
 
     cost = rows[rows["experiment"] == "adaptation_efficiency"].pivot_table(index="model", columns="metric", values="value")
     assert set(cost.index) == {"lora", "prompt_tuning"}
