@@ -161,6 +161,7 @@ def tag_explanation_results(model, data, tags: dict) -> dict:
         "tagging_users": int(tags["pairs"].user.nunique()), "train_pairs": len(train),
         "train_pairs_on_ranking_targets": tags["train_pairs_on_ranking_targets"], "held_out_pairs": len(held_out),
         "held_out_users": int(held_out.user.nunique()), "held_out_items": int(held_out.item.nunique()),
+        "held_out_pairs_of_the_top_user": int(held_out.user.value_counts().max()),
         "held_out_items_tagged_in_train": float(held_out.item.isin(train.item).mean()),
         "tag_vocabulary": len(vocabulary), "generation_seconds": round(seconds, 1), "examples": examples,
     }
@@ -179,7 +180,7 @@ def tag_lines(results: dict, targets: str) -> list[str]:
         f"({results['pairs']} pairs, {results['tagging_users']} users, {results['tag_vocabulary']} distinct tags). "
         "Held out by time, per user: each tagging user's latest 20% of pairs (at least one; by the pair's first tag "
         f"timestamp, ties in file order): {results['held_out_pairs']} pairs of {results['held_out_users']} users "
-        f"({results['held_out_items']} items, {results['held_out_items_tagged_in_train']:.0%} of them tagged in some "
+        f"({results['held_out_pairs_of_the_top_user']} of them one user's; {results['held_out_items']} items, {results['held_out_items_tagged_in_train']:.0%} of them tagged in some "
         f"training pair). The model's explanation task was trained on {trained_on}: {results['train_pairs']} pairs "
         f"({results['train_pairs_on_ranking_targets']} more, on a user's valid/test item, left out so the ranking split "
         "stays clean). Model: the \"explanation\" prompt (the titles before the item in the user's train sequence, "
