@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -89,6 +88,7 @@ def run_one(warehouse: str, name: str, cold: bool, out: str, override: dict) -> 
     import torch
 
     from lmrec_assets.evaluation.ranking import evaluate
+    from lmrec_assets.memory import peak_rss_mib
     from lmrec_assets.models.assets import MODELS
     from lmrec_assets.models.data import load_split_data
 
@@ -123,7 +123,7 @@ def run_one(warehouse: str, name: str, cold: bool, out: str, override: dict) -> 
         cold_metrics = evaluate(cold_model, held_out, "test", ks=(10,), users=users).set_index("k")
         row |= {"cold_hr@10": cold_metrics.loc[10, "hr"], "cold_ndcg@10": cold_metrics.loc[10, "ndcg"],
                 "n_cold_test_users": len(users)}
-    row["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    row["peak_rss_mib"] = round(peak_rss_mib())
     row |= {"measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "code": code_commit()}
     Path(out).write_text(json.dumps(row, default=float))
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +12,7 @@ import pandas as pd
 
 from lmrec_assets.evaluation.ranking import evaluate
 from lmrec_assets.experiments.profiles import ModelSetup
+from lmrec_assets.memory import peak_rss_mib
 from lmrec_assets.models.base import FitReport, Recommender, SplitData
 
 METRIC = "ndcg@10"
@@ -64,7 +64,7 @@ def fit_and_measure(setup: ModelSetup, data: SplitData, seed: int) -> dict:
         "ndcg@10": test["ndcg@10"], "hr@10": test["hr@10"], "n_users": test["n_users"],
         "trainable_parameters": fitted.report.trainable_parameters, "fit_seconds": fitted.fit_seconds,
         "inference_seconds": test["scoring_seconds"], "valid_ndcg@10": fitted.report.valid_ndcg_at_10,
-        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mib": peak_rss_mib(),
         "best_epoch": fitted.report.params.get("best_epoch"), "steps": fitted.report.params.get("steps"),
     }
 
