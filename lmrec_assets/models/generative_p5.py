@@ -33,7 +33,7 @@ Adaptation: `mode="lora"` (default; LoRA on the self-attention query/value of en
 modules, saved as a PEFT adapter folder `adapter/`) or `mode="full"` (every weight; `model.safetensors`).
 Settings: the defaults are demo-sized (2 + 2 of MiniLM's layers, 5 beams, 12 s of training: about 21 s in all at
 demo scale, including decoding valid, test and serving users and the generation metrics); the ML-100K benchmark uses
-`QUALITY` (all 6 + 6 layers, 20 beams, a 12-minute budget; benchmarks/generative_p5.py).
+`QUALITY` (all 6 + 6 layers, 20 beams, the issue's 20-minute budget; benchmarks/generative_p5.py).
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ class GenerativeP5Params(ModelParams):
 
 # The ML-100K benchmark setting (benchmarks/generative_p5.py): titles keep their year, 20 beams so top-20 is beams only.
 QUALITY = dict(encoder_layers=0, decoder_layers=0, max_title_tokens=16, beam_width=20, eval_batch_size=32,
-               examples_per_user=8, max_epochs=50, max_minutes=12.0, fit_valid_users=200)
+               examples_per_user=8, max_epochs=50, max_minutes=20.0, fit_valid_users=200)
 
 
 def render(template: str, titles: list[str], title: str = "") -> str:
