@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from pathlib import Path
@@ -50,6 +49,7 @@ def main() -> None:
     from leaderboard import code_commit, prepare
     from lmrec_assets.evaluation.generation_assets import generation_rows
     from lmrec_assets.evaluation.ranking import evaluate
+    from lmrec_assets.memory import peak_rss_mib
     from lmrec_assets.models.data import load_split_data
     from lmrec_assets.models.generative_p5 import QUALITY, GenerativeP5, GenerativeP5Params
 
@@ -94,7 +94,7 @@ def main() -> None:
         "mrr@10": float(test.loc[10, "mrr"]), "n_test_users": int(test.loc[10, "n_users"]),
         "valid_ndcg@10": float(valid.loc[10, "ndcg"]),
         "hallucination_rate_valid": float(lookup["valid", "sequential", "sequential", "hallucination_rate"]),
-        "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mib": round(peak_rss_mib()),
         "generation_metrics": generation.to_dict(orient="records"),
         **({"tag_explanations": tag_results, "explanation_targets": args.explanation_targets} if tag_results else {}),
         "measured_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "code": code_commit(),
