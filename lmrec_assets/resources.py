@@ -81,8 +81,8 @@ class DatasetResource(ConfigurableResource):
     - `demo`: the synthetic data set generated from `seed` and `scale` (scale 1 ~ 1k users, 1.5k items, 50k events).
     - `movielens-100k`, `movielens-1m`, `movielens-latest-small`: the GroupLens files in the folder `path`.
     - `files`: your own CSV / Parquet / JSONL exports; `files_spec` is JSON with keys interactions, items, users,
-      column_map, item_text_columns, sequence_format (see `ingestion/sources/files.py`). When `path` is set it is the
-      files' root: relative entries are taken from it and no entry may leave it.
+      column_map, item_text_columns, sequence_format, delimiter, rating_range (see `ingestion/sources/files.py`).
+      When `path` is set it is the files' root: relative entries are taken from it and no entry may leave it.
     Landing files are read only from inside the landing folder (a link pointing elsewhere is refused).
     """
 

@@ -24,8 +24,9 @@ from lmrec_assets.ingestion.sources.base import (
     RawTable,
 )
 
-# Exact reason strings (what rejected.reason holds) -> what they mean. Loader errors are not listed: they are free
-# text from the loader and pass through unchanged.
+# Exact reason strings (what rejected.reason holds) -> what they mean; "[min, max]" stands for the configured range,
+# e.g. "rating outside [1, 5]". Loader errors are not listed: they are free text from the loader and pass through
+# unchanged (e.g. "field larger than 131072 characters", "expected 4 comma-separated fields, got 3").
 REASONS: dict[str, str] = {
     "missing user_id": "user_id is absent or blank",
     "missing item_id": "item_id is absent or blank",
@@ -35,6 +36,8 @@ REASONS: dict[str, str] = {
     "timestamp out of range": "timestamp is before 1970-01-01 or more than one day after validation time "
     "(milliseconds instead of seconds land here)",
     "unparseable rating": "rating is present but not a finite number (an absent rating is fine: implicit feedback)",
+    "rating outside [min, max]": "rating is a number outside the source's declared range, bounds included (checked "
+    "only when one is set: FilesSpec.rating_range)",
     "unknown item_id": "the interaction's item_id is not among the accepted items",
     "already loaded": "an incremental (landing folder) interaction identical in user_id, item_id and timestamp to one "
     "already in the warehouse: appending it again would duplicate it",
@@ -127,6 +130,11 @@ def _numbers(text: pd.Series) -> np.ndarray:
         return pd.to_numeric(text, errors="coerce").astype("Float64").to_numpy(dtype="float64", na_value=np.nan)
 
 
+def _number_text(value: float) -> str:
+    """A range bound as written in a reason: 1.0 -> "1", 0.5 -> "0.5"."""
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
 def _parse_timestamps(text: pd.Series) -> np.ndarray:
     """Unix seconds as float64 (NaN where unparseable): numbers first, then ISO-8601 for the rest."""
     seconds = _numbers(text).copy()
@@ -157,6 +165,11 @@ def validate_interactions(
     rating_text = _text(frame["rating"])
     rating = _numbers(rating_text)
     verdicts.reject(rating_text.notna().to_numpy() & ~np.isfinite(rating), "unparseable rating")
+    if raw.rating_range is not None:
+        low, high = raw.rating_range
+        with np.errstate(invalid="ignore"):  # NaN (absent or unparseable) compares False: not rejected here
+            outside = (rating < low) | (rating > high)
+        verdicts.reject(outside, f"rating outside [{_number_text(low)}, {_number_text(high)}]")
 
     verdicts.reject(~item.isin(_as_index(known_items)).to_numpy(dtype=bool), "unknown item_id")
     if known_users is not None:

@@ -3,6 +3,7 @@ rejected rows with a documented reason, and every row read is accounted for (rea
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import urllib.request
@@ -23,6 +24,7 @@ from lmrec_assets.ingestion.validate import (
     validate_items,
     validate_users,
 )
+from lmrec_assets.resources import DatasetResource
 
 ITEMS_CSV = "item_id,title,categories\n1,Toy Story (1995),Animation|Comedy\n2,Heat (1995),Action\n"
 USERS_CSV = "user_id,gender\nu1,F\nu2,M\n"
@@ -52,11 +54,13 @@ def validate_all(data: SourceData) -> tuple[Validated, Validated, Validated | No
     return interactions, items, users
 
 
-def load_interactions(tmp_path: Path, interactions: str | bytes, users: bool = False) -> SourceData:
+def load_interactions(tmp_path: Path, interactions: str | bytes, users: bool = False, **options: object) -> SourceData:
+    """Load an interactions file beside ITEMS_CSV; `options` are further FilesSpec fields (delimiter, rating_range)."""
     spec = FilesSpec(
         interactions=write(tmp_path / "interactions.csv", interactions),
         items=write(tmp_path / "items.csv", ITEMS_CSV),
         users=write(tmp_path / "users.csv", USERS_CSV) if users else None,
+        **options,
     )
     return load_files(spec)
 
@@ -115,8 +119,70 @@ def test_wrong_delimiter_in_movielens_file(tmp_path: Path) -> None:
 
 
 def test_wrong_delimiter_in_csv_header(tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match="not comma-separated \\(found TAB"):
-        load_interactions(tmp_path, "user_id\titem_id\ttimestamp\nu1\t1\t5\n")
+    # a configured delimiter is taken at its word; the fix names the one the header seems to use
+    with pytest.raises(SourceError, match="not comma-separated \\(found TAB") as raised:
+        load_interactions(tmp_path, "user_id\titem_id\ttimestamp\nu1\t1\t5\n", delimiter=",")
+    assert raised.value.fix == 'set "delimiter": "\\t" in LMREC_FILES_SPEC (FilesSpec.delimiter)'
+
+
+def test_semicolon_export_is_sniffed(tmp_path: Path) -> None:
+    content = "user_id;item_id;timestamp;rating\nu1;1;100;5\nu1;2;200\nu2;2;300;4\n"
+    interactions, _, _ = validate_all(load_interactions(tmp_path, content))
+    assert reasons(interactions) == {3: "expected 4 ';'-separated fields, got 3"}
+    accepted = interactions.accepted[["user_id", "item_id", "rating"]].values.tolist()
+    assert accepted == [["u1", "1", 5.0], ["u2", "2", 4.0]]
+
+
+def test_tab_separated_csv_is_sniffed(tmp_path: Path) -> None:
+    interactions, _, _ = validate_all(load_interactions(tmp_path, "user_id\titem_id\ttimestamp\nu1\t1\t5\n"))
+    assert interactions.accepted[["user_id", "item_id", "timestamp"]].values.tolist() == [["u1", "1", 5]]
+
+
+def test_sniffing_keeps_a_working_comma_header(tmp_path: Path) -> None:
+    # ';' inside values does not win over the comma the header splits on
+    _, items, _ = validate_all(load_items(tmp_path, "items.csv", "item_id,title\n1,A;B\n2,C;D;E\n"))
+    assert items.accepted["title"].tolist() == ["A;B", "C;D;E"]
+
+
+def test_wrong_configured_delimiter_suggests_delimiter_not_column_map(tmp_path: Path) -> None:
+    with pytest.raises(SourceError) as raised:
+        load_interactions(tmp_path, "user_id;item_id;timestamp\nu1;1;5\n", delimiter=",")
+    assert "not comma-separated (found ';' in the line)" in raised.value.problem
+    assert raised.value.fix == 'set "delimiter": ";" in LMREC_FILES_SPEC (FilesSpec.delimiter)'
+    assert "column_map" not in raised.value.fix
+
+
+def test_unsplittable_header_suggests_delimiter(tmp_path: Path) -> None:
+    # not one of , ; TAB | splits the header: the fix names what the line holds
+    with pytest.raises(SourceError) as raised:
+        load_interactions(tmp_path, "user_id item_id timestamp\nu1 1 5\n")
+    assert "not comma-separated (found space" in raised.value.problem
+    assert raised.value.fix == 'set "delimiter": " " in LMREC_FILES_SPEC (FilesSpec.delimiter)'
+
+
+def test_delimiter_and_rating_range_from_files_spec_json(tmp_path: Path) -> None:
+    write(tmp_path / "interactions.csv", "user_id|item_id|timestamp|rating\nu1|1|100|5\nu1|2|100|-7\n")
+    write(tmp_path / "items.csv", "item_id|title\n1|A\n2|B\n")
+    spec = {"interactions": "interactions.csv", "items": "items.csv", "delimiter": "|", "rating_range": [1, 5]}
+    data = DatasetResource(source="files", path=str(tmp_path), files_spec=json.dumps(spec)).load()
+    interactions, items, _ = validate_all(data)
+    assert items.accepted["title"].tolist() == ["A", "B"]
+    assert reasons(interactions) == {3: "rating outside [1, 5]"}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"delimiter": "::"}, "FilesSpec.delimiter must be one character"),
+        ({"delimiter": '"'}, "FilesSpec.delimiter must be one character"),
+        ({"rating_range": [5, 1]}, "FilesSpec.rating_range must be \\[min, max\\] with min <= max"),
+        ({"rating_range": [1]}, "FilesSpec.rating_range must be"),
+        ({"rating_range": "1-5"}, "FilesSpec.rating_range must be"),
+    ],
+)
+def test_bad_files_spec_options_are_named(tmp_path: Path, options: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        FilesSpec(interactions="x.csv", items="i.csv", **options)
 
 
 def test_missing_required_column_names_it_and_the_fix(tmp_path: Path) -> None:
@@ -296,11 +362,71 @@ def test_quoted_newline_and_blank_lines_keep_line_numbers(tmp_path: Path) -> Non
     assert items.accepted["description"].tolist() == ["two\nlines", None]
 
 
+def test_rating_range_quarantines_ratings_outside_it(tmp_path: Path) -> None:
+    content = (
+        "user_id,item_id,timestamp,rating\n"
+        "u1,1,100,-7\n"  # 2
+        "u1,2,100,1\n"  # 3: bounds are included
+        "u2,1,100,5.0\n"  # 4
+        "u2,2,100,5.5\n"  # 5
+        "u3,1,100,\n"  # 6: absent rating = implicit feedback, still fine
+        "u3,2,100,five\n"  # 7: not a number comes first
+    )
+    interactions, _, _ = validate_all(load_interactions(tmp_path, content, rating_range=[1, 5]))
+    assert reasons(interactions) == {2: "rating outside [1, 5]", 5: "rating outside [1, 5]", 7: "unparseable rating"}
+    assert interactions.accepted["source_row"].tolist() == [3, 4, 6]
+    half_stars = validate_all(load_interactions(tmp_path, content, rating_range=(0.5, 5)))[0]
+    assert set(reasons(half_stars).values()) == {"rating outside [0.5, 5]", "unparseable rating"}
+
+
+def test_no_rating_range_keeps_any_rating(tmp_path: Path) -> None:
+    interactions, _, _ = validate_all(load_interactions(tmp_path, "user_id,item_id,timestamp,rating\nu1,1,100,-7\n"))
+    assert (reasons(interactions), interactions.accepted["rating"].tolist()) == ({}, [-7.0])
+
+
+# ---------------------------------------------------------------------------------------------- oversized fields
+
+
+def test_field_over_the_csv_limit_rejects_only_its_row(tmp_path: Path) -> None:
+    limit = csv.field_size_limit()
+    huge = "x" * (limit + 1)
+    items_csv = f'item_id,title,description\n1,A,short\n2,B,"{huge}"\n3,C,{huge}\n4,D,"{huge[:limit]}"\n5,E,\n'
+    _, items, _ = validate_all(load_items(tmp_path, "items.csv", items_csv))
+    assert reasons(items) == {3: f"field larger than {limit} characters", 4: f"field larger than {limit} characters"}
+    assert items.accepted["item_id"].tolist() == ["1", "4", "5"]  # a field of exactly the limit is fine
+    assert items.n_read == 5
+    record = json.loads(items.rejected["record"][0])
+    assert (record["item_id"], len(record["description"])) == ("2", limit)  # what could be read, cut to the limit
+    assert csv.field_size_limit() == limit  # the process-wide limit is put back
+
+
+def test_field_over_the_csv_limit_in_tsv_and_multiline_quotes(tmp_path: Path) -> None:
+    limit = csv.field_size_limit()
+    huge = "y" * limit
+    _, items, _ = validate_all(load_items(tmp_path, "items.tsv", f"item_id\ttitle\n1\t{huge}z\n2\tB\n"))
+    assert (reasons(items), items.accepted["item_id"].tolist()) == ({2: f"field larger than {limit} characters"}, ["2"])
+    interactions_csv = f'user_id,item_id,timestamp,note\nu1,1,100,"{huge}\n{huge}"\nu2,2,200,ok\n'
+    interactions, _, _ = validate_all(load_interactions(tmp_path, interactions_csv))
+    assert reasons(interactions) == {2: f"field larger than {limit} characters (lines 2-3)"}
+    assert interactions.accepted["source_row"].tolist() == [4]
+
+
+def test_quote_left_open_to_the_end_of_the_file_still_fails_it(tmp_path: Path) -> None:
+    limit = csv.field_size_limit()
+    rows = "".join(f"u{i},1,{100 + i}\n" for i in range(limit // 8))  # over `limit` characters in all
+    with pytest.raises(SourceError) as raised:
+        load_interactions(tmp_path, f'user_id,item_id,timestamp\nu0,1,"100\n{rows}')
+    assert "a double quote opened on line 2 is never closed" in raised.value.problem
+    assert "unbalanced double quote on line 2" in raised.value.fix
+    assert csv.field_size_limit() == limit
+
+
 def test_every_reason_is_documented() -> None:
     used = {
         "missing user_id", "missing item_id", "missing title", "unparseable timestamp", "timestamp out of range",
-        "unparseable rating", "duplicate item_id", "duplicate user_id", "exact duplicate row", "unknown item_id",
-        "unknown user_id", "already loaded",  # the last one: landing-folder increments (ingestion/assets.py)
+        "unparseable rating", "rating outside [min, max]", "duplicate item_id", "duplicate user_id",
+        "exact duplicate row", "unknown item_id", "unknown user_id",
+        "already loaded",  # landing-folder increments (ingestion/assets.py)
     }
     assert used == set(REASONS)
 

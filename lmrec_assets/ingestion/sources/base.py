@@ -47,6 +47,7 @@ class RawTable:
     frame: pd.DataFrame  # canonical columns + "source_row" + ERROR_COLUMN
     source_file: str  # path, or "demo://seed=..." for generated data
     sha256: str  # of the file bytes (or of the generated content): identifies the batch
+    rating_range: tuple[float, float] | None = None  # valid ratings [min, max] the source declares; None: no check
 
     @property
     def batch_id(self) -> str:

@@ -5,7 +5,8 @@ also be a sequence file ("user item item item ..." per line, oldest first), the 
 
 This module also holds the text readers that the MovieLens loader shares: files are read as bytes and split into
 lines here, so that one undecodable or mis-split line becomes one row with `_error` set instead of killing the file
-or vanishing (pandas' on_bad_lines would silently drop it).
+or vanishing (pandas' on_bad_lines would silently drop it). A field longer than the csv module's field size limit
+likewise costs its record, not the file.
 """
 
 from __future__ import annotations
@@ -15,6 +16,10 @@ import hashlib
 import html
 import json
 import re
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -40,6 +45,23 @@ _NOT_LATIN1_TEXT = re.compile(rb"[\x00\x80-\x9f]")
 
 # Delimiters looked for when a file splits into a single field per line (used only to word the error message).
 _DELIMITER_NAMES = {"\t": "TAB", ",": "comma", "|": "'|'", ";": "';'", "::": "'::'", " ": "space"}
+# Delimiters a header-first file without a configured one is sniffed among, and how many lines are looked at.
+_SNIFFED_DELIMITERS = (",", ";", "\t", "|")
+_SNIFF_LINES = 20
+
+# csv.field_size_limit is process-wide: lifted only while a file is split, one file at a time.
+_FIELD_LIMIT_LOCK = threading.Lock()
+
+
+@contextmanager
+def _unlimited_csv_fields() -> Iterator[int]:
+    """Lift the csv module's field size limit for a while; yields the limit that was in force (131072 by default)."""
+    with _FIELD_LIMIT_LOCK:
+        limit = csv.field_size_limit(min(sys.maxsize, 2**31 - 1))  # the largest a C long holds on every platform
+        try:
+            yield limit
+        finally:
+            csv.field_size_limit(limit)
 
 
 @dataclass(frozen=True)
@@ -88,13 +110,18 @@ def read_text_lines(path: str | Path, encoding: str, missing_fix: str) -> TextLi
     return TextLines(lines, errors, hashlib.sha256(data).hexdigest())
 
 
+def _other_delimiter(line: str, expected: str) -> str | None:
+    """The delimiter a one-field line seems to use instead of the expected one, if any."""
+    return next((d for d in _DELIMITER_NAMES if d != expected and d in line), None)
+
+
 def _delimiter_hint(line: str, expected: str) -> str:
     """Name the delimiter a one-field line seems to use instead of the expected one."""
+    other = _other_delimiter(line, expected)
+    if other is None:
+        return ""
     expected_name = _DELIMITER_NAMES.get(expected, repr(expected))
-    for delimiter, name in _DELIMITER_NAMES.items():
-        if delimiter != expected and delimiter in line:
-            return f"; it looks like it is not {expected_name}-separated (found {name} in the line)"
-    return ""
+    return f"; it looks like it is not {expected_name}-separated (found {_DELIMITER_NAMES[other]} in the line)"
 
 
 @dataclass(frozen=True)
@@ -138,43 +165,106 @@ def split_csv(text: TextLines, path: str | Path, delimiter: str, quoted: bool) -
     """Split a file with a header line into records with the csv module (RFC-4180 quotes when `quoted`).
 
     A quoted field may span lines; the record then starts at its first line, and is marked undecodable when any of
-    its lines is.
+    its lines is. A field longer than csv.field_size_limit() (N) costs only its record: it gets the error "field
+    larger than N characters" and its fields are cut to N characters. Only a double quote left open up to the end of
+    the file, which swallows every line after it into one field, still fails the file.
     """
     name = _DELIMITER_NAMES.get(delimiter, repr(delimiter))
-    reader = csv.reader(
-        (line + "\n" for line in text.lines),
-        delimiter=delimiter,
-        quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE,
-    )
+    lines = text.lines
     any_line_error = any(e is not None for e in text.errors)
     header: list[str] | None = None
     fields, source_rows, errors = [], [], []
     consumed = 0
-    try:
-        for record in reader:
-            start, consumed = consumed + 1, reader.line_num
-            line_error = next((e for e in text.errors[start - 1 : consumed] if e), None) if any_line_error else None
-            if line_error is None and not any(value.strip() for value in record):
-                continue  # blank line
-            if header is None:
-                if line_error is not None:
-                    raise SourceError(path, f"the header line is {line_error}", "save the file as UTF-8")
-                header = [column.strip() for column in record]
-                continue
-            if line_error is None and len(record) != len(header):
-                line_error = f"expected {len(header)} {name}-separated fields, got {len(record)}"
-            fields.append(record)
-            source_rows.append(start)
-            errors.append(line_error)
-    except csv.Error as exc:
-        raise SourceError(
-            path, f"cannot split the file near line {reader.line_num} ({exc})", "look for an unbalanced double quote"
-        ) from exc
+    # The limit is lifted while splitting so that a long field does not stop the reader; it is applied per record.
+    with _unlimited_csv_fields() as limit:
+        reader = csv.reader(
+            (line + "\n" for line in lines),
+            delimiter=delimiter,
+            quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE,
+        )
+        try:
+            for record in reader:
+                start, consumed = consumed + 1, reader.line_num
+                line_error = next((e for e in text.errors[start - 1 : consumed] if e), None) if any_line_error else None
+                if line_error is None and not any(value.strip() for value in record):
+                    continue  # blank line
+                long_lines = consumed > start or len(lines[start - 1]) > limit  # cheap test first
+                too_long = long_lines and max(map(len, record), default=0) > limit
+                if too_long and quoted and consumed == len(lines) and _quote_left_open(lines[start - 1 :], delimiter):
+                    raise SourceError(
+                        path,
+                        f"a double quote opened on line {start} is never closed, so lines {start}-{consumed} read as "
+                        "one field",
+                        f"look for an unbalanced double quote on line {start} (a quote inside a quoted field is "
+                        'written "")',
+                    )
+                if header is None:
+                    if line_error is not None:
+                        raise SourceError(path, f"the header line is {line_error}", "save the file as UTF-8")
+                    if too_long:
+                        raise SourceError(
+                            path, f"the header line has a field larger than {limit} characters",
+                            "look for an unbalanced double quote in the header line",
+                        )
+                    header = [column.strip() for column in record]
+                    continue
+                if too_long:
+                    record = [value[:limit] for value in record]  # what could be read, within the limit
+                    span = f" (lines {start}-{consumed})" if consumed > start else ""
+                    line_error = line_error or f"field larger than {limit} characters{span}"
+                if line_error is None and len(record) != len(header):
+                    line_error = f"expected {len(header)} {name}-separated fields, got {len(record)}"
+                fields.append(record)
+                source_rows.append(start)
+                errors.append(line_error)
+        except csv.Error as exc:
+            raise SourceError(
+                path, f"cannot split the file near line {reader.line_num} ({exc})",
+                "look for an unbalanced double quote",
+            ) from exc
     if header is None:
         raise SourceError(path, "file is empty", "re-export the file, or point the source at a copy that has rows")
     if not fields:
         raise SourceError(path, "file has a header line but no data rows", "re-export the file with its rows")
     return header, Rows(fields, source_rows, errors)
+
+
+def _quote_left_open(lines: list[str], delimiter: str) -> bool:
+    """Whether the record starting at lines[0] ends the file inside a quoted field (call with the limit lifted)."""
+    try:
+        for _ in csv.reader((line + "\n" for line in lines), delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as exc:
+        return "unexpected end of data" in str(exc)
+    return False
+
+
+def sniff_delimiter(text: TextLines, default: str, quoted: bool) -> str:
+    """The delimiter of a header-first text file: `default` when it splits the header line into several columns;
+    else the one among , ; TAB | that does and splits the next lines into as many fields most often (then: into the
+    most columns). `default` again when none splits the header: the column check then names the problem."""
+    head = text.lines[:_SNIFF_LINES]
+    best, best_score = default, (-1.0, 0)
+    with _unlimited_csv_fields():
+        for candidate in dict.fromkeys((default, *_SNIFFED_DELIMITERS)):
+            reader = csv.reader(
+                (line + "\n" for line in head),
+                delimiter=candidate,
+                quoting=csv.QUOTE_MINIMAL if quoted else csv.QUOTE_NONE,
+            )
+            try:
+                records = [record for record in reader if any(value.strip() for value in record)]
+            except csv.Error:
+                continue
+            if not records or len(records[0]) < 2:
+                continue
+            if candidate == default:
+                return default  # what the extension says works: never second-guess it
+            width, rest = len(records[0]), records[1:]
+            score = (sum(len(r) == width for r in rest) / len(rest) if rest else 1.0, width)
+            if score > best_score:
+                best, best_score = candidate, score
+    return best
 
 
 def rows_to_frame(rows: Rows, columns: list[str]) -> pd.DataFrame:
@@ -185,29 +275,44 @@ def rows_to_frame(rows: Rows, columns: list[str]) -> pd.DataFrame:
 
 
 def make_raw(
-    values: dict[str, Any], canonical: list[str], source_rows: Any, errors: list[str | None], source_file: str, sha: str
+    values: dict[str, Any],
+    canonical: list[str],
+    source_rows: Any,
+    errors: list[str | None],
+    source_file: str,
+    sha: str,
+    rating_range: tuple[float, float] | None = None,
 ) -> RawTable:
     """Assemble a RawTable: canonical columns (str or None; absent ones all None), source_row, _error."""
     n = len(errors)
     frame = pd.DataFrame({name: pd.Series(values.get(name, [None] * n), dtype=object) for name in canonical})
     frame["source_row"] = np.asarray(source_rows, dtype=np.int64)
     frame[ERROR_COLUMN] = pd.Series(errors, dtype=object)
-    return RawTable(frame, str(source_file), sha)
+    return RawTable(frame, str(source_file), sha, rating_range)
 
 
 def require_columns(
-    found: list[str], wanted: dict[str, str], required: list[str], path: str | Path, delimiter: str | None, fix: str
+    found: list[str],
+    wanted: dict[str, str],
+    required: list[str],
+    path: str | Path,
+    delimiter: str | None,
+    fix: str,
+    delimiter_fix: Callable[[str], str] | None = None,
 ) -> None:
-    """Raise when a required canonical column has no column in the file. `wanted` maps canonical -> file name."""
+    """Raise when a required canonical column has no column in the file. `wanted` maps canonical -> file name.
+
+    When the header is one column holding another delimiter, the fix is `delimiter_fix(that delimiter)` if given.
+    """
     for canonical in required:
         if wanted[canonical] in found:
             continue
-        hint = _delimiter_hint(found[0], delimiter) if delimiter and len(found) == 1 else ""
-        if hint:
-            problem = f"the header has a single column {found[0]!r}{hint}"
-        else:
-            mapped = f" (for {canonical})" if wanted[canonical] != canonical else ""
-            problem = f"missing required column {wanted[canonical]!r}{mapped}; columns found: {found}"
+        other = _other_delimiter(found[0], delimiter) if delimiter and len(found) == 1 else None
+        if other is not None:
+            problem = f"the header has a single column {found[0]!r}{_delimiter_hint(found[0], delimiter)}"
+            raise SourceError(path, problem, delimiter_fix(other) if delimiter_fix else fix)
+        mapped = f" (for {canonical})" if wanted[canonical] != canonical else ""
+        problem = f"missing required column {wanted[canonical]!r}{mapped}; columns found: {found}"
         raise SourceError(path, problem, fix)
 
 
@@ -223,6 +328,26 @@ class FilesSpec:
     column_map: dict[str, str] = field(default_factory=dict)  # canonical name -> name in the file
     item_text_columns: tuple[str, ...] = ()  # extra item columns appended to description as "col: value; ..."
     sequence_format: bool = False  # interactions are "user item item ..." lines, oldest first; position = timestamp
+    delimiter: str | None = None  # field separator of .csv/.tsv files; None: sniffed per file among , ; TAB |
+    rating_range: tuple[float, float] | None = None  # [min, max], bounds included; ratings outside are quarantined
+
+    def __post_init__(self) -> None:
+        delimiter = self.delimiter
+        if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '"\r\n'):
+            raise ValueError(
+                f'FilesSpec.delimiter must be one character other than a quote or line break, e.g. ";" or "\\t" '
+                f"(TAB), got {delimiter!r}"
+            )
+        if self.rating_range is not None:
+            bounds = self.rating_range
+            numbers = isinstance(bounds, (list, tuple)) and len(bounds) == 2 and all(
+                isinstance(b, (int, float)) and not isinstance(b, bool) for b in bounds
+            )
+            if not numbers or not float(bounds[0]) <= float(bounds[1]):  # `not <=` also catches NaN
+                raise ValueError(
+                    f"FilesSpec.rating_range must be [min, max] with min <= max, e.g. [1, 5]; got {bounds!r}"
+                )
+            object.__setattr__(self, "rating_range", (float(bounds[0]), float(bounds[1])))  # JSON gives a list
 
 
 _FORMATS = (".csv", ".tsv", ".jsonl", ".parquet")
@@ -243,7 +368,8 @@ class _Table:
     delimiter: str | None  # for text tables: used to spot a wrong delimiter in the header
 
 
-def _read_table(path_text: str, role: str) -> _Table:
+def _read_table(path_text: str, role: str, delimiter: str | None = None) -> _Table:
+    """Read one file; `delimiter` (.csv/.tsv only) is sniffed when not given."""
     path = Path(path_text)
     suffix = path.suffix.lower()
     if suffix not in _FORMATS:
@@ -262,8 +388,9 @@ def _read_table(path_text: str, role: str) -> _Table:
     text = read_text_lines(path, "utf-8", _missing_fix(role))
     if suffix == ".jsonl":
         return _jsonl_table(text, path)
-    delimiter = "\t" if suffix == ".tsv" else ","
-    header, rows = split_csv(text, path, delimiter, quoted=suffix == ".csv")
+    quoted = suffix == ".csv"
+    delimiter = delimiter or sniff_delimiter(text, "\t" if suffix == ".tsv" else ",", quoted)
+    header, rows = split_csv(text, path, delimiter, quoted)
     return _Table(rows_to_frame(rows, header), rows.source_rows, rows.errors, text.sha256, delimiter)
 
 
@@ -347,18 +474,30 @@ def _map_fix(entity: str) -> str:
     )
 
 
+def _delimiter_fix(found: str) -> str:
+    """The fix when a header does not split: name the delimiter it seems to use, as FilesSpec.delimiter."""
+    if len(found) == 1:
+        return f'set "delimiter": {json.dumps(found)} in LMREC_FILES_SPEC (FilesSpec.delimiter)'
+    return "re-export the file separated by comma, ';', TAB or '|' (FilesSpec.delimiter takes one character)"
+
+
 def _interactions(spec: FilesSpec) -> RawTable:
     if spec.sequence_format:
         return _sequence_interactions(spec.interactions)
-    table = _read_table(spec.interactions, "interactions")
+    table = _read_table(spec.interactions, "interactions", spec.delimiter)
     wanted = _canonical_names(INTERACTION_COLUMNS, spec.column_map)
     found = [str(c) for c in table.frame.columns]
     if "rating" not in spec.column_map and "rating" not in found and "weight" in found:
         wanted["rating"] = "weight"  # implicit-feedback exports often call it weight
     required = ["user_id", "item_id", "timestamp"]
-    require_columns(found, wanted, required, spec.interactions, table.delimiter, _map_fix("interactions"))
+    require_columns(
+        found, wanted, required, spec.interactions, table.delimiter, _map_fix("interactions"), _delimiter_fix
+    )
     values = {name: _column_text(table.frame[col]) for name, col in wanted.items() if col in found}
-    return make_raw(values, INTERACTION_COLUMNS, table.source_rows, table.errors, spec.interactions, table.sha256)
+    return make_raw(
+        values, INTERACTION_COLUMNS, table.source_rows, table.errors, spec.interactions, table.sha256,
+        spec.rating_range,
+    )
 
 
 def _sequence_interactions(path: str) -> RawTable:
@@ -394,10 +533,10 @@ def _unescape(values: list[str | None]) -> list[str | None]:
 
 
 def _items(spec: FilesSpec) -> RawTable:
-    table = _read_table(spec.items, "items")
+    table = _read_table(spec.items, "items", spec.delimiter)
     wanted = _canonical_names(ITEM_COLUMNS, spec.column_map)
     found = [str(c) for c in table.frame.columns]
-    require_columns(found, wanted, ["item_id", "title"], spec.items, table.delimiter, _map_fix("items"))
+    require_columns(found, wanted, ["item_id", "title"], spec.items, table.delimiter, _map_fix("items"), _delimiter_fix)
     missing_extra = [c for c in spec.item_text_columns if c not in found]
     if missing_extra:
         raise SourceError(
@@ -424,11 +563,11 @@ def _items(spec: FilesSpec) -> RawTable:
     return make_raw(values, ITEM_COLUMNS, table.source_rows, table.errors, spec.items, table.sha256)
 
 
-def _users(path: str, column_map: dict[str, str]) -> RawTable:
-    table = _read_table(path, "users")
+def _users(path: str, column_map: dict[str, str], delimiter: str | None) -> RawTable:
+    table = _read_table(path, "users", delimiter)
     wanted = _canonical_names(USER_COLUMNS, column_map)
     found = [str(c) for c in table.frame.columns]
-    require_columns(found, wanted, ["user_id"], path, table.delimiter, _map_fix("users"))
+    require_columns(found, wanted, ["user_id"], path, table.delimiter, _map_fix("users"), _delimiter_fix)
     values = {name: _column_text(table.frame[col]) for name, col in wanted.items() if col in found}
     return make_raw(values, USER_COLUMNS, table.source_rows, table.errors, path, table.sha256)
 
@@ -438,7 +577,7 @@ def load_files(spec: FilesSpec) -> SourceData:
     return SourceData(
         interactions=_interactions(spec),
         items=_items(spec),
-        users=_users(spec.users, spec.column_map) if spec.users else None,
+        users=_users(spec.users, spec.column_map, spec.delimiter) if spec.users else None,
     )
 
 
