@@ -2,9 +2,14 @@
 with one atomic rename, so a reader sees the old state or the new one, never a mix, and never blocks the pipeline.
 
 Tables: recommendations (latest run per model, each row with a grounded explanation), items, evaluation_metrics,
-explanation_quality, generation_metrics and fairness_summary (once their assets have run), lineage_artifacts, catalogue.
-Views: latest_recommendations, model_leaderboard, recommendation_lineage.
+explanation_quality, generation_metrics and fairness_summary (once their assets have run), lineage_artifacts, champion,
+catalogue. Views: latest_recommendations, champion_recommendations, model_leaderboard, recommendation_lineage.
 Sensitive user attributes are not published: fairness_summary holds only aggregates over groups of users.
+
+The champion is chosen at every publish: the published model with the best valid NDCG@10 (segment 'all') among those
+whose checks pass — the `recommendations_quality` rules applied to each model's own rows, and the
+`fairness_gaps_within_threshold` thresholds applied to each model's fairness_summary row. It is chosen on valid only,
+so the test metrics stay an unbiased report of it.
 """
 
 import os
@@ -12,28 +17,38 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
 from lmrec_assets.automation import PUBLISHED_FRESHNESS
+from lmrec_assets.evaluation.fairness_assets import FairnessThresholdsConfig, threshold_outcomes
 from lmrec_assets.evaluation.published_explanations import (
     explanation_quality,
     held_out_feature_matching,
     load_catalogue,
     recommendation_explanations,
 )
+from lmrec_assets.evaluation.quality import _RECS_LISTS_SQL, _RECS_ROWS_SQL
 from lmrec_assets.lineage import create_views, record_artifact
 from lmrec_assets.resources import ServingResource, WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL, quote_identifier, table_exists
 
-CODE_VERSION = "3"  # 2: explanations, explanation_quality and fairness_summary; 3: generation_metrics
+CODE_VERSION = "4"  # 2: explanations, explanation_quality and fairness_summary; 3: generation_metrics; 4: champion
 
 # (name, grain, meaning): the analyst catalogue, published as a table so it is always next to the data it describes.
 CATALOGUE = [
     ("recommendations", "model × user × rank", "Top-K items per user from each model's latest run; seen items excluded. "
      "`explanation`: why, naming only the user's own history titles and shared categories (deterministic)."),
     ("latest_recommendations", "model × user × rank", "recommendations with item titles and explanations (view)."),
+    ("champion_recommendations", "user × rank", "latest_recommendations of the champion model only, plus `champion` "
+     "(its name) and `chosen_because` (view). Start here when you need one list per user."),
+    ("champion", "one row", "The model served by default: best valid NDCG@10 (segment 'all') among the published models "
+     "whose recommendations-quality rules and fairness thresholds pass; `reason` names the runner-up and any model left "
+     "out and why. Chosen on valid, so model_leaderboard's test metrics report it without selection bias."),
     ("items", "item", "The catalogue: title, categories, description, item_text (what the LMs read), popularity."),
-    ("evaluation_metrics", "model × version × split × K", "HR, NDCG, Recall, Precision, MRR, coverage; full ranking."),
+    ("evaluation_metrics", "model × version × split × segment × K", "HR, NDCG, Recall, Precision, MRR, coverage; "
+     "full ranking. segment 'all' = every evaluated user, 'cold_items' = users whose held-out item has no train "
+     "interactions."),
     ("generation_metrics", "model × split × task × template × metric", "Generative models' text metrics: BLEU-1/4, "
      "ROUGE-1/2/L F1 (0-100), USR, FMR/FCR/DIV, hallucination rate of unconstrained decoding, HR/NDCG@10 per prompt "
      "template (trained vs unseen), on a sample of users."),
@@ -58,8 +73,9 @@ CATALOGUE = [
     kinds={"duckdb", "python"},
     owners=["team:data-platform"],
     description="Publishes the latest recommendations (with explanations), metrics, explanation quality, the "
-    "fairness summary and lineage to the serving database with an atomic swap; runs only when the blocking checks "
-    "on `recommendations` pass.",
+    "fairness summary and lineage to the serving database with an atomic swap, and chooses the champion (best valid "
+    "NDCG@10 among the models whose quality rules and fairness thresholds pass) → champion, "
+    "champion_recommendations; runs only when the blocking checks on `recommendations` pass.",
     pool=WAREHOUSE_POOL,
     code_version=CODE_VERSION,
     freshness_policy=PUBLISHED_FRESHNESS,
@@ -77,7 +93,7 @@ def published_recommendations(
     try:
         with warehouse.connect() as con:
             con.execute("attach ? as serving", [str(staging)])
-            _build(con, publish_id, published_at)
+            candidates, champion = _build(con, publish_id, published_at)
             counts = {t: con.execute(f"select count(*) from serving.{t}").fetchone()[0]
                       for t in ("recommendations", "items", "evaluation_metrics", "explanation_quality", "lineage_artifacts")}
             leaderboard = con.execute("select * from serving.model_leaderboard").df()
@@ -100,11 +116,15 @@ def published_recommendations(
         **{f"rows_{table}": n for table, n in counts.items()},
         "model_leaderboard": MetadataValue.md(leaderboard.round(4).to_markdown(index=False)),
         "explanation_quality": MetadataValue.md(quality.round(4).to_markdown(index=False)),
+        "champion": champion["model"] if champion else "none (no published model has valid metrics)",
+        "champion_reason": champion["reason"] if champion else "",
+        "champion_candidates": MetadataValue.md(candidates.round(4).to_markdown(index=False)),
     })
 
 
-def _build(con, publish_id: str, published_at: datetime) -> None:
-    """Fill the attached `serving` database from the warehouse (the caller swaps it in)."""
+def _build(con, publish_id: str, published_at: datetime) -> tuple[pd.DataFrame, dict | None]:
+    """Fill the attached `serving` database from the warehouse (the caller swaps it in). Returns the champion
+    candidates (one row per published model, with its checks) and the champion row (None when there is none)."""
     catalogue = load_catalogue(con)
     explanations = recommendation_explanations(con, catalogue)
     con.register("_explanations", explanations)
@@ -146,7 +166,8 @@ def _build(con, publish_id: str, published_at: datetime) -> None:
             join (select distinct model, model_version from serving.recommendations) using (model, model_version)
             """
         )
-    if table_exists(con, "evaluation.fairness_summary"):
+    has_fairness = table_exists(con, "evaluation.fairness_summary")
+    if has_fairness:
         con.execute(
             """
             create table serving.fairness_summary as
@@ -154,6 +175,15 @@ def _build(con, publish_id: str, published_at: datetime) -> None:
             join (select distinct model, model_version from serving.recommendations) using (model, model_version)
             """
         )
+    candidates = champion_candidates(con, has_fairness, FairnessThresholdsConfig())
+    champion = choose_champion(candidates, fairness_published=has_fairness)
+    con.execute(
+        "create table serving.champion "
+        "(model varchar, model_version varchar, valid_ndcg_at_10 double, reason varchar, chosen_at timestamp)"
+    )
+    if champion is not None:
+        champion["chosen_at"] = published_at
+        con.execute("insert into serving.champion values (?, ?, ?, ?, ?)", [champion[c] for c in CHAMPION_COLUMNS])
     con.execute("create table serving.lineage_artifacts as select * from lineage.artifacts")
     con.execute("create table serving.catalogue (name varchar, grain varchar, meaning varchar)")
     con.executemany("insert into serving.catalogue values (?, ?, ?)", CATALOGUE)
@@ -177,6 +207,13 @@ def _build(con, publish_id: str, published_at: datetime) -> None:
             order by ndcg desc
             """
         )
+        con.execute(
+            """
+            create view champion_recommendations as
+            select r.*, c.model as champion, c.reason as chosen_because
+            from latest_recommendations as r join champion as c using (model, model_version)
+            """
+        )
         create_views(con, table="lineage_artifacts", view="artifact_ancestry")
         con.execute(
             """
@@ -190,3 +227,137 @@ def _build(con, publish_id: str, published_at: datetime) -> None:
         )
     finally:
         con.execute(f"use {quote_identifier(warehouse_catalog)}")  # named after the configured file: quote it
+    return candidates, champion
+
+
+# --- the champion ---------------------------------------------------------------------------------------------------
+
+CHAMPION_COLUMNS = ["model", "model_version", "valid_ndcg_at_10", "reason", "chosen_at"]
+PASSED = "passed"
+
+# The recommendations_quality rules (the same row and list flags), counted per model instead of over the whole table.
+_QUALITY_PER_MODEL_SQL = f"""
+with rows as ({_RECS_ROWS_SQL}),
+lists as ({_RECS_LISTS_SQL}),
+per_rows as (
+    select model,
+           count(*) filter (where is_seen) as "seen items",
+           count(*) filter (where not in_catalogue) as "items outside the catalogue",
+           count(*) filter (where not score_is_finite) as "non-finite scores",
+           count(*) filter (where score_rises) as "scores rising with rank",
+           count(*) - count(distinct (user_id, rank)) as "repeated ranks",
+           count(*) - count(distinct (user_id, item_id)) as "repeated items"
+    from rows group by model
+),
+per_lists as (
+    select model, count(*) filter (where n_rows <> k or n_ranks <> k or max_rank <> k or min_rank <> 1)
+           as "lists without exactly K ranks 1..K"
+    from lists group by model
+)
+select * from per_rows join per_lists using (model) order by model
+"""
+
+
+def quality_by_model(con) -> dict[str, str]:
+    """model -> 'passed' or 'failed: <what>' under the recommendations_quality rules, for each model's latest run."""
+    frame = con.execute(_QUALITY_PER_MODEL_SQL, [None]).df().set_index("model")
+    out = {}
+    for model, counts in frame.iterrows():
+        problems = [f"{int(n)} {what}" for what, n in counts.items() if n > 0]
+        out[model] = f"failed: {', '.join(problems)}" if problems else PASSED
+    return out
+
+
+def fairness_by_model(summary: pd.DataFrame, config: FairnessThresholdsConfig) -> dict[str, str]:
+    """model -> 'passed', 'exempt' or 'failed: <measures>' under the fairness_gaps_within_threshold thresholds
+    (`config`, then LMREC_FAIRNESS_* environment variables, then the defaults: what the check uses)."""
+    outcomes = threshold_outcomes(summary, config)
+    out = {}
+    for model in summary["model"]:
+        if model in config.exempt_models:
+            out[model] = "exempt"
+            continue
+        failed = outcomes[(outcomes.model == model) & ~outcomes.passed]
+        out[model] = PASSED if failed.empty else "failed: " + ", ".join(
+            f"{r.measure} {r.observed:.3f} > {r.threshold:g}" for r in failed.itertuples()
+        )
+    return out
+
+
+def champion_candidates(con, has_fairness: bool, config: FairnessThresholdsConfig) -> pd.DataFrame:
+    """One row per published model: its version, valid NDCG@10 (segment 'all', latest evaluation of the published
+    version; NaN when not evaluated), and its quality and fairness outcomes. Reads the attached serving tables."""
+    frame = con.execute(
+        """
+        select p.model, p.model_version, m.ndcg as valid_ndcg_at_10
+        from (select distinct model, model_version from serving.recommendations) as p
+        left join (
+            select model, model_version, ndcg from serving.evaluation_metrics
+            where split = 'valid' and segment = 'all' and k = 10
+            qualify evaluated_at = max(evaluated_at) over (partition by model)
+        ) as m using (model, model_version)
+        order by p.model
+        """
+    ).df()
+    quality = quality_by_model(con)
+    frame["quality"] = frame["model"].map(quality).fillna("not checked")
+    if has_fairness:
+        fairness = fairness_by_model(con.execute("select * from serving.fairness_summary").df(), config)
+        frame["fairness"] = frame["model"].map(fairness).fillna("not evaluated")
+    else:
+        frame["fairness"] = "not evaluated"
+    return frame
+
+
+def _names(frame: pd.DataFrame) -> str:
+    return ", ".join(frame["model"])
+
+
+def choose_champion(candidates: pd.DataFrame, fairness_published: bool) -> dict | None:
+    """The champion: best valid NDCG@10 among the models whose checks pass (quality passed, fairness not failed).
+
+    Ties go to the model name in alphabetical order. When no model passes every check, the best of all evaluated
+    models is chosen and the reason says so. Returns None when no published model has a valid NDCG@10.
+    Returns {model, model_version, valid_ndcg_at_10, reason} (the caller adds chosen_at).
+    """
+    evaluated = candidates[candidates["valid_ndcg_at_10"].notna()]
+    failed = evaluated[(evaluated["quality"] != PASSED) | evaluated["fairness"].str.startswith("failed")]
+    passing = evaluated.drop(index=failed.index)
+    pool = passing if not passing.empty else evaluated
+    if pool.empty:
+        return None
+    ranked = pool.assign(_negative=-pool["valid_ndcg_at_10"]).sort_values(["_negative", "model"])
+    best = ranked.iloc[0]
+    n = len(ranked)
+    if not passing.empty:
+        reason = f"best valid NDCG@10 ({best.valid_ndcg_at_10:.4f}) among {n} model{'s' * (n != 1)} whose checks passed"
+    else:
+        reason = (f"no model passed every check, so best valid NDCG@10 ({best.valid_ndcg_at_10:.4f}) among all {n} "
+                  f"evaluated model{'s' * (n != 1)}")
+    if n > 1:
+        runner_up = ranked.iloc[1]
+        reason += f"; runner-up {runner_up.model} {runner_up.valid_ndcg_at_10:.4f}"
+    else:
+        reason += "; no runner-up"
+    if not failed.empty:
+        parts = []
+        for r in failed.itertuples():
+            why = []
+            if r.quality != PASSED:
+                why.append(f"quality {r.quality}")
+            if r.fairness.startswith("failed"):
+                why.append(f"fairness {r.fairness}")
+            parts.append(f"{r.model} ({'; '.join(why)})")
+        reason += f"; {'left out' if not passing.empty else 'failed'}: " + ", ".join(parts)
+    not_evaluated = candidates[candidates["valid_ndcg_at_10"].isna()]
+    if not not_evaluated.empty:
+        reason += f"; no valid metrics for the published version of {_names(not_evaluated)}"
+    if not fairness_published:
+        reason += ("; no per-model fairness results exist (fairness_metrics has not run), so only the "
+                   "recommendations-quality rules were checked, for every evaluated model")
+    else:
+        unchecked = evaluated[evaluated["fairness"] == "not evaluated"]
+        if not unchecked.empty:
+            reason += f"; no fairness result for the published version of {_names(unchecked)} (kept)"
+    return {"model": best.model, "model_version": best.model_version,
+            "valid_ndcg_at_10": float(best.valid_ndcg_at_10), "reason": reason}
