@@ -95,25 +95,41 @@ def run_one(warehouse: str, name: str, cold: bool, out: str, override: dict) -> 
     torch.set_num_threads(os.cpu_count() or 2)
     with duckdb.connect(warehouse, read_only=True) as con:
         data = load_split_data(con)
+    name, _, ranker = name.partition(":")  # "lm_rerank:zero_shot" = lm_rerank with that ranker mode
+    override = override | ({"ranker": ranker} if ranker else {})
     model_class = MODELS[name][0]
     quality = getattr(sys.modules[model_class.__module__], "QUALITY", {})
     params = model_class.Params(**quality | {k: v for k, v in override.items() if k in model_class.Params.model_fields})
     started = time.perf_counter()
     model = model_class(params)
+    artifacts = Path(warehouse).parents[1] / "artifacts"  # every fitted model is kept: lm_rerank's retrievers
+    if hasattr(model, "attach_retrievers"):
+        from lmrec_assets.models.registry import load_model
+
+        model.attach_retrievers({n: load_model(n, str(artifacts / n)) for n in model_class.upstream
+                                 if (artifacts / n / "params.json").is_file()})
     report = model.fit(data)
     fit_seconds = time.perf_counter() - started
     started = time.perf_counter()
     test = evaluate(model, data, "test", ks=(10, 20)).set_index("k")
     score_seconds = time.perf_counter() - started
+    if not ranker:  # variants are not kept: the folder is what other models read
+        (artifacts / name).mkdir(parents=True, exist_ok=True)
+        model.save(artifacts / name)
     valid = evaluate(model, data, "valid", ks=(10,)).set_index("k")
     row = {
-        "model": name, "params": params.model_dump(), "fitted": report.params,
+        "model": name + (f":{ranker}" if ranker else ""), "params": params.model_dump(), "fitted": report.params,
         "trainable_parameters": report.trainable_parameters, "fit_seconds": round(fit_seconds, 1),
         "test_scoring_seconds": round(score_seconds, 1),
         "valid_ndcg@10": valid.loc[10, "ndcg"],
         **{f"{m}@{k}": test.loc[k, m] for k in (10, 20) for m in ("hr", "ndcg", "recall")},
         "mrr@10": test.loc[10, "mrr"], "n_test_users": int(test.loc[10, "n_users"]),
     }
+    if hasattr(model, "recall_at_n"):  # a two-stage model: its retriever alone, and the candidates' ceiling
+        retriever = evaluate(model.retriever, data, "test", ks=(10,)).set_index("k")
+        row |= {"retriever": model.retriever_name, "retriever_ndcg@10": retriever.loc[10, "ndcg"],
+                "retriever_hr@10": retriever.loc[10, "hr"], "recall@candidates_valid": model.recall_at_n(data, "valid"),
+                "recall@candidates_test": model.recall_at_n(data, "test")}
     if cold:
         held_out, is_cold = cold_holdout(data)
         cold_model = model_class(params)
@@ -139,7 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--datasets", nargs="+", default=["ml100k"])
     parser.add_argument("--models", nargs="+")
-    parser.add_argument("--no-cold", nargs="*", default=["lm_finetune", "lm_prompt_tuning"],
+    parser.add_argument("--no-cold", nargs="*", default=["lm_finetune", "lm_prompt_tuning", "lm_rerank"],
                         help="models whose cold-holdout refit is skipped (time); empty list = refit all")
     parser.add_argument("--override", default="{}", help="JSON of params applied over QUALITY wherever a model has "
                         "them, e.g. '{\"ensemble\": 1}' to cut time; recorded in each row's params")
@@ -156,7 +172,7 @@ def main() -> None:
         rows = previous_rows(dataset, keep_all_but=args.models) if args.models else []
         for name in args.models or list(MODELS):
             out = BENCH / dataset / f"leaderboard_{name}.json"
-            cold = "0" if name in args.no_cold else "1"
+            cold = "0" if name.partition(":")[0] in args.no_cold else "1"
             print(f"[{dataset}] {name} ...", flush=True)
             command = [sys.executable, __file__, "--run-one", str(warehouse), name, cold, str(out), "--override", args.override]
             done = subprocess.run(command)
@@ -193,7 +209,7 @@ def write(dataset: str, rows: list[dict]) -> None:
     (RESULTS / f"leaderboard_{dataset}.json").write_text(json.dumps(rows, indent=2, default=float))
     frame = pd.DataFrame(rows)
     columns = [c for c in ["model", "hr@10", "ndcg@10", "recall@10", "hr@20", "ndcg@20", "mrr@10", "cold_hr@10",
-                           "cold_ndcg@10", "valid_ndcg@10", "fit_seconds", "peak_rss_mib", "trainable_parameters",
+                           "cold_ndcg@10", "valid_ndcg@10", "retriever", "retriever_ndcg@10", "recall@candidates_test", "fit_seconds", "peak_rss_mib", "trainable_parameters",
                            "code", "error"] if c in frame]
     table = frame[columns].sort_values("ndcg@10", ascending=False) if "ndcg@10" in frame else frame
     lines = [

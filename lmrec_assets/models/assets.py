@@ -18,8 +18,10 @@ from lmrec_assets.models.ease import EASE
 from lmrec_assets.models.generative_p5 import GenerativeP5
 from lmrec_assets.models.hybrid import HybridSeq
 from lmrec_assets.models.lm_finetune import LMFinetune
+from lmrec_assets.models.lm_rerank import LMRerank
 from lmrec_assets.models.popularity import Popularity
 from lmrec_assets.models.prompt_tuning import LMPromptTuning
+from lmrec_assets.models.registry import latest_versions, load_model
 from lmrec_assets.models.sasrec import SASRec
 from lmrec_assets.models.text import BUNDLED_LM
 from lmrec_assets.models.zero_shot import ZeroShotPrompt
@@ -43,6 +45,9 @@ MODELS: dict[str, tuple[type[Recommender], str]] = {
     "generative_p5": (GenerativeP5, "P5-style generative recommender: MiniLM warm-started as a seq2seq LM (BERT2BERT, "
                       "LoRA by default) writes the next title; trie-constrained beam search over catalogue titles, "
                       "scored by log P(title | prompt)."),
+    "lm_rerank": (LMRerank, "Two-stage: a registered retriever (best of EASE / SASRec / hybrid on valid) proposes "
+                  "candidates; the LoRA-adapted LM ranks them from the user's prompt (listwise loss over the "
+                  "retriever's hard negatives), blended with the retriever's score (weight chosen on valid)."),
 }
 SPLIT_DEPS = ["split_train", "split_valid", "split_test", "dim_items", "dim_users"]
 
@@ -66,6 +71,18 @@ def registered(warehouse: WarehouseResource, name: str, version: str) -> str | N
     return row[0]
 
 
+def upstream_model_versions(warehouse: WarehouseResource, model_class: type[Recommender]) -> dict[str, tuple[str, str]]:
+    """{model: (version, artifact path)} of the registered models this model reads (its `upstream` that are models)."""
+    names = [n for n in model_class.upstream if n in MODELS]
+    if not names:
+        return {}
+    with warehouse.connect(read_only=True) as con:
+        if not table_exists(con, "models.model_registry"):
+            return {}
+        latest = latest_versions(con, names)
+    return {row.model: (row.model_version, row.artifact_path) for row in latest.itertuples()}
+
+
 def build_model_asset(name: str) -> AssetsDefinition:
     model_class, description = MODELS[name]
 
@@ -87,7 +104,10 @@ def build_model_asset(name: str) -> AssetsDefinition:
             batches = con.execute(
                 "select entity, source_file, batch_id, n_accepted from raw.load_batches order by entity, loaded_at"
             ).df()
-        version = model_version(name, model_class.code_version, config.model_dump(), data.fingerprint)
+        upstream_models = upstream_model_versions(warehouse, model_class)
+        # A model that reads other models (lm_rerank's retrievers) is a new version when any of them is.
+        versioned = config.model_dump() | ({"upstream_models": upstream_models} if upstream_models else {})
+        version = model_version(name, model_class.code_version, versioned, data.fingerprint)
         if (existing := registered(warehouse, name, version)) is not None:
             # Same code, config and training data: the saved artifact is exactly what training would produce.
             context.log.info(f"{name} {version} is already trained ({existing}); skipping training")
@@ -98,6 +118,8 @@ def build_model_asset(name: str) -> AssetsDefinition:
                           **({"model_card": MetadataValue.md(card.read_text())} if card.is_file() else {})},
             )
         model = model_class(config)
+        if upstream_models:
+            model.attach_retrievers({m: load_model(m, path) for m, (_, path) in upstream_models.items()})
         started = time.perf_counter()
         report = model.fit(data)
         fit_seconds = time.perf_counter() - started

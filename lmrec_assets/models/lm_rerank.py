@@ -1,0 +1,350 @@
+"""Two-stage recommendation (LlamaRec / TALLRec paradigm): a retriever proposes candidates, an adapted LM ranks them.
+
+Retriever: one of the registered models (EASE, SASRec, the hybrid, ...), handed over fitted by the asset factory
+(`attach_retrievers`); `retriever="auto"` keeps the one with the best valid NDCG@10. Its top-`candidates` unseen items
+per user are the candidate list; its recall@N on valid is the reranker's ceiling and is reported.
+
+Ranker: the user's recent titles through the prompt template, encoded once by the LM adapted with LoRA
+(`ranker="lora"`), with a trainable soft prompt on the frozen LM (`ranker="prompt_tuning"`), or not adapted at all
+(`ranker="zero_shot"`, the baseline row). Each candidate is scored against that one encoding: cosine to the
+candidate's item-text vector / temperature + a per-item bias (late interaction).
+Why not a cross-encoder over (prompt, candidate text) pairs: on 2 CPU cores MiniLM reads a ~90-token pair in about
+4 ms forward (measured in `benchmarks/results/lm_rerank_cost.md`), so 50 candidates × 943 users is ~3 min per
+scoring pass and a training epoch over 4 cut points per user would be ~40 min with backward; the late-interaction
+ranker costs one prompt pass per user (50x less), at the price of candidates never attending to the prompt's tokens.
+
+Training: cut points among the last `recent_positions` of every train sequence; the retriever's own top-N for the
+prefix are the hard negatives (the true next item replaces the last candidate when the retriever missed it); the
+loss is softmax cross-entropy over each candidate list (listwise, as LlamaRec's verbalizer). Early stopping on the
+valid NDCG@10 of the final ranking.
+
+Final ranking: candidates by ranker log-softmax + w · retriever log-softmax over the list (w chosen on valid from
+`blend_grid`), then every other item in retriever order, so metrics stay full-ranking over the catalogue.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import ClassVar, Literal, Self
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from lmrec_assets.models.base import FitReport, ModelParams, Recommender, SplitData
+from lmrec_assets.models.lm_finetune import LMFinetune, LMFinetuneParams
+from lmrec_assets.models.lm_training import LMNextItemParams, NextItemLM, history_prompts
+from lmrec_assets.models.prompt_tuning import LMPromptTuning, LMPromptTuningParams
+from lmrec_assets.models.text import BUNDLED_LM, encode_texts
+
+log = logging.getLogger(__name__)
+
+RETRIEVERS = ("ease", "sasrec", "hybrid_seq")  # the registered models a retriever is picked from ("auto")
+# The nightly / benchmark setting for ML-100K (benchmarks/leaderboard.py reads it).
+QUALITY = {"examples_per_user": 4, "max_epochs": 8, "max_minutes": 12.0}
+
+
+class LMRerankParams(ModelParams):
+    retriever: str = "auto"  # a registered model name, or "auto": the best attached one on valid NDCG@10
+    candidates: int = 50
+    ranker: Literal["lora", "prompt_tuning", "zero_shot"] = "lora"
+    lm: str = BUNDLED_LM
+    template: str = "history_v1"
+    max_history_items: int = 5  # titles in the prompt (its LM pass is the cost)
+    history_items: int = 20  # recent items each candidate is compared with (cached item vectors: nearly free)
+    max_length: int = 128
+    lora_r: int = 8
+    lora_alpha: int = 16
+    num_virtual_tokens: int = 16
+    examples_per_user: int = 2
+    recent_positions: int = 16
+    batch_size: int = 32
+    lr: float | None = None  # None: the adapted LM's own default (LoRA 2e-3, soft prompt 3e-2)
+    head_lr: float = 1e-2
+    temperature: float = 0.05
+    blend_grid: list[float] = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0]  # weight of the retriever's log-softmax in the blend
+    bf16: bool = True
+    max_epochs: int = 1  # demo-sized; see QUALITY
+    max_minutes: float = 1.0
+
+
+class RankerHead(nn.Module):
+    """Scores a candidate list from one prompt encoding: a · cos(prompt, candidate) + c · max over the user's recent
+    items of cos(history item, candidate) + item bias. All vectors are the LM's item-text embeddings; a and c start
+    at 1 / temperature (the zero-shot ranker), the bias at 0 (the retriever already knows popularity)."""
+
+    def __init__(self, item_vectors: torch.Tensor, temperature: float) -> None:
+        super().__init__()
+        self.register_buffer("item_vectors", item_vectors)
+        self.bias = nn.Parameter(torch.zeros(len(item_vectors)))
+        self.prompt_scale = nn.Parameter(torch.tensor(1.0 / temperature))
+        self.history_scale = nn.Parameter(torch.tensor(1.0 / temperature))
+
+    def forward(self, users: torch.Tensor, recent: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """users (B, d) prompt vectors; recent (B, k) item indices, -1 = none; items (B, N) candidates → (B, N)."""
+        candidates = self.item_vectors[items]  # (B, N, d)
+        prompt = torch.einsum("bd,bnd->bn", users, candidates)
+        history = torch.einsum("bkd,bnd->bkn", self.item_vectors[recent.clamp(min=0)], candidates)
+        history = history.masked_fill((recent < 0)[:, :, None], -1.0).amax(dim=1)  # nothing seen: no evidence
+        return self.prompt_scale * prompt + self.history_scale * history + self.bias[items]
+
+
+def recent_items(histories: list[np.ndarray], k: int) -> torch.Tensor:
+    """(len(histories), k) each history's k newest items, -1 padded."""
+    out = np.full((len(histories), k), -1, dtype=np.int64)
+    for i, h in enumerate(histories):
+        tail = h[-k:]
+        out[i, : len(tail)] = tail
+    return torch.from_numpy(out)
+
+
+def _user_lm(p: LMRerankParams) -> NextItemLM:
+    """The prompt encoder, built by the same code as lm_finetune / lm_prompt_tuning (only its `embed` is used)."""
+    shared = {k: getattr(p, k) for k in LMNextItemParams.model_fields if k in LMRerankParams.model_fields}
+    shared["eval_batch_size"] = 128
+    if p.ranker == "prompt_tuning":
+        return LMPromptTuning(LMPromptTuningParams(**shared, num_virtual_tokens=p.num_virtual_tokens))
+    # zero_shot: LoRA adapters whose B = 0, never trained: exactly the pre-trained LM.
+    return LMFinetune(LMFinetuneParams(**shared, lora_r=p.lora_r, lora_alpha=p.lora_alpha))
+
+
+class LMRerank:
+    name = "lm_rerank"
+    code_version = "1"
+    kind = "pytorch"
+    upstream: ClassVar[tuple[str, ...]] = ("item_embeddings", *RETRIEVERS)
+    Params = LMRerankParams
+
+    def __init__(self, params: LMRerankParams | None = None) -> None:
+        self.params = params or self.Params()
+        self.user_lm = _user_lm(self.params)
+        self.retrievers: dict[str, Recommender] = {}
+        self.retriever: Recommender | None = None
+        self.retriever_name = ""
+        self.head: RankerHead | None = None
+        self.blend = 0.0
+        self.item_titles: list[str] = []
+
+    def attach_retrievers(self, retrievers: dict[str, Recommender]) -> None:
+        """Fitted candidate models (the factory loads the registered ones; benchmarks pass their own)."""
+        self.retrievers = dict(retrievers)
+
+    # --- candidates -------------------------------------------------------------------------------------------------
+
+    def candidates(self, users: np.ndarray, histories: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(retriever scores users × items with history masked, candidate items users × N best first, their
+        retriever log-softmax over the list)."""
+        from lmrec_assets.evaluation.ranking import mask_seen, top_k  # evaluation imports models.base
+
+        scores = mask_seen(np.asarray(self.retriever.score(users, histories), dtype=np.float32), users, histories)
+        items, values = top_k(scores, self.params.candidates)
+        return scores, items, torch.log_softmax(torch.from_numpy(values.astype(np.float32)), dim=1).numpy()
+
+    # --- ranker -----------------------------------------------------------------------------------------------------
+
+    def ranker_logits(self, histories: list[np.ndarray], items: np.ndarray) -> torch.Tensor:
+        """(len(histories), N) ranker logits of each history's candidate list (one prompt pass per history)."""
+        prompts = history_prompts(histories, np.arange(len(histories)), self.item_titles, self.params.template,
+                                  self.params.max_history_items)
+        return self.head(self.user_lm.embed(prompts), recent_items(histories, self.params.history_items), torch.from_numpy(items))
+
+    def rerank_scores(self, users: np.ndarray, histories: list[np.ndarray], blend: float | None = None) -> np.ndarray:
+        """Full-catalogue scores: candidates by ranker + blend · retriever, above every other item in retriever order."""
+        blend = self.blend if blend is None else blend
+        scores, items, retriever_logp = self.candidates(users, histories)
+        rows = [histories[u] for u in users]
+        with torch.no_grad():
+            logits = torch.cat([self.ranker_logits(rows[i : i + 128], items[i : i + 128]) for i in range(0, len(users), 128)])
+        final = torch.log_softmax(logits, dim=1).numpy() + blend * retriever_logp
+        # Others keep the retriever's order, strictly below every candidate (seen items stay -inf: the caller masks).
+        order = np.argsort(-scores, axis=1, kind="stable")
+        below = np.empty_like(scores)
+        np.put_along_axis(below, order, -np.arange(scores.shape[1], dtype=np.float32)[None, :], axis=1)
+        out = below + (final.min() - 1.0)
+        np.put_along_axis(out, items, final.astype(np.float32), axis=1)
+        return out
+
+    def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+        return self.rerank_scores(users, histories)
+
+    # --- fit --------------------------------------------------------------------------------------------------------
+
+    def fit(self, data: SplitData) -> FitReport:
+        from lmrec_assets.evaluation.ranking import evaluate  # evaluation imports models.base; avoid a cycle
+
+        p = self.params
+        torch.manual_seed(p.seed)
+        started = time.perf_counter()
+        self.item_titles = list(data.item_titles)
+        report: dict = {}
+        self.retriever_name, retriever_valid = self.choose_retriever(data)
+        self.retriever = self.retrievers[self.retriever_name]
+        report |= {"retriever": self.retriever_name, "retriever_valid_ndcg_at_10": retriever_valid,
+                   "retriever_recall_at_n_valid": self.recall_at_n(data, "valid")}
+        log.info(f"{self.name}: retriever {self.retriever_name} (valid NDCG@10 {retriever_valid:.4f}), "
+                 f"recall@{p.candidates} on valid {report['retriever_recall_at_n_valid']:.4f}")
+
+        item_vectors, _ = encode_texts(data.item_text, p.lm)
+        self.head = RankerHead(torch.from_numpy(item_vectors), p.temperature)
+        self.user_lm.encoder = self.user_lm.build_encoder()
+        curve = []
+        best = self.choose_blend(data) + (0, self.trainable_state())
+        curve.append({"epoch": 0, "loss": math.nan, "valid_ndcg_at_10": best[1], "blend": best[0]})
+        if p.ranker != "zero_shot":
+            best, curve = self.train(data, best, curve, started)
+        self.blend, ndcg, best_epoch, state = best
+        self.load_trainable(state)
+        self.user_lm.encoder.eval()
+        n_lm = sum(q.numel() for q in self.user_lm.encoder.parameters() if q.requires_grad) if p.ranker != "zero_shot" else 0
+        report = {**p.model_dump(), **report, "blend": self.blend, "best_epoch": best_epoch, "trainable_lm_parameters": n_lm,
+                   "valid_ndcg_at_10_check": float(evaluate(self, data, "valid", ks=(10,)).loc[0, "ndcg"])}
+        return FitReport(params=report, valid_ndcg_at_10=ndcg, curve=curve,
+                         trainable_parameters=n_lm + (data.n_items if p.ranker != "zero_shot" else 0))
+
+    def choose_retriever(self, data: SplitData) -> tuple[str, float]:
+        from lmrec_assets.evaluation.ranking import evaluate
+
+        if not self.retrievers:
+            raise ValueError(f"{self.name} needs a fitted retriever: materialize one of {', '.join(RETRIEVERS)} first")
+        names = list(self.retrievers) if self.params.retriever == "auto" else [self.params.retriever]
+        missing = [n for n in names if n not in self.retrievers]
+        if missing:
+            raise ValueError(f"{self.name}: retriever {missing[0]!r} is not trained; available: {sorted(self.retrievers)}")
+        valid = {n: float(evaluate(self.retrievers[n], data, "valid", ks=(10,)).loc[0, "ndcg"]) for n in names}
+        name = max(valid, key=valid.get)
+        return name, valid[name]
+
+    def recall_at_n(self, data: SplitData, split: Literal["valid", "test"]) -> float:
+        """Share of the split's users whose held-out item is among the candidates: the reranker's ceiling."""
+        users = data.evaluation_users(split)
+        histories = data.histories(data.conditioning(split))
+        hits = 0
+        for start in range(0, len(users), 1024):
+            chunk = users[start : start + 1024]
+            _, items, _ = self.candidates(chunk, histories)
+            hits += int((items == data.targets(split)[chunk][:, None]).any(axis=1).sum())
+        return hits / max(len(users), 1)
+
+    def choose_blend(self, data: SplitData) -> tuple[float, float]:
+        """(weight, valid NDCG@10) of the best retriever weight in `blend_grid` (the first wins ties).
+
+        The ranker and the retriever are each run once; a grid point only re-sorts the candidate lists. A target
+        outside the candidates ranks below N ≥ 10, so it adds nothing to NDCG@10 whatever the weight.
+        """
+        users = data.evaluation_users("valid")
+        histories = data.histories("train")
+        targets = data.targets("valid")[users]
+        ranker, retriever, position = [], [], []
+        for start in range(0, len(users), 512):
+            chunk = users[start : start + 512]
+            _, items, retriever_logp = self.candidates(chunk, histories)
+            with torch.no_grad():
+                ranker.append(torch.log_softmax(self.ranker_logits([histories[u] for u in chunk], items), dim=1).numpy())
+            retriever.append(retriever_logp)
+            hit = items == targets[start : start + 512, None]
+            position.append(np.where(hit.any(axis=1), hit.argmax(axis=1), -1))
+        ranker, retriever, position = np.concatenate(ranker), np.concatenate(retriever), np.concatenate(position)
+        found = position >= 0
+        best = (0.0, -1.0)
+        for weight in self.params.blend_grid:
+            final = ranker[found] + weight * retriever[found]
+            target = final[np.arange(found.sum()), position[found]][:, None]
+            ranks = 1 + (final > target).sum(axis=1)
+            ndcg = float(np.where(ranks <= 10, 1.0 / np.log2(ranks + 1.0), 0.0).sum() / max(len(users), 1))
+            if ndcg > best[1]:
+                best = (weight, ndcg)
+        self.blend = best[0]
+        return best
+
+    def trainable_state(self) -> dict:
+        lm = {n: q.detach().clone() for n, q in self.user_lm.encoder.named_parameters() if q.requires_grad}
+        return {"lm": lm, "head": copy.deepcopy(self.head.state_dict())}
+
+    def load_trainable(self, state: dict) -> None:
+        assert not self.user_lm.encoder.load_state_dict(state["lm"], strict=False).unexpected_keys
+        self.head.load_state_dict(state["head"])
+
+    def train(self, data: SplitData, best: tuple, curve: list[dict], started: float) -> tuple[tuple, list[dict]]:
+        from lmrec_assets.models.lm_training import next_item_examples
+
+        p = self.params
+        rng = np.random.default_rng(p.seed)
+        lm_lr = p.lr if p.lr is not None else self.user_lm.default_lr
+        optimizer = torch.optim.AdamW([
+            {"params": [q for q in self.user_lm.encoder.parameters() if q.requires_grad], "lr": lm_lr},
+            {"params": list(self.head.parameters()), "lr": p.head_lr},
+        ], weight_decay=0.0)
+        out_of_budget = lambda: time.perf_counter() - started > 60 * p.max_minutes or (p.max_steps and steps >= p.max_steps)  # noqa: E731
+        steps = 0
+        for epoch in range(1, p.max_epochs + 1):
+            if out_of_budget():
+                break
+            self.user_lm.encoder.train()
+            rows, losses = next_item_examples(data.train_sequences, p.examples_per_user, p.recent_positions, rng), []
+            for start in range(0, len(rows), p.batch_size):
+                loss = self.batch_loss(data, rows[start : start + p.batch_size])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+                steps += 1
+                if out_of_budget():
+                    break
+            self.user_lm.encoder.eval()
+            blend, ndcg = self.choose_blend(data)
+            curve.append({"epoch": epoch, "loss": float(np.mean(losses)), "valid_ndcg_at_10": ndcg, "blend": blend})
+            log.info(f"{self.name} epoch {epoch}: {steps} steps, {time.perf_counter() - started:.0f}s, {curve[-1]}")
+            if ndcg > best[1]:
+                best = (blend, ndcg, epoch, self.trainable_state())
+            elif epoch - best[2] >= p.patience:
+                break
+        return best, curve
+
+    def batch_loss(self, data: SplitData, rows: np.ndarray) -> torch.Tensor:
+        """Listwise softmax cross-entropy over each prefix's retriever candidates, the true next item among them."""
+        prefixes = [data.train_sequences[u][:t] for u, t in rows]
+        targets = np.array([data.train_sequences[u][t] for u, t in rows])
+        index = np.arange(len(rows))
+        _, items, _ = self.candidates(index, prefixes)
+        found = items == targets[:, None]
+        missed = ~found.any(axis=1)
+        items[missed, -1] = targets[missed]  # the retriever missed it: it replaces the weakest candidate
+        label = np.argmax(items == targets[:, None], axis=1)
+        return F.cross_entropy(self.ranker_logits(prefixes, items), torch.from_numpy(label))
+
+    # --- persistence --------------------------------------------------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """The ranker (PEFT adapter + head), the blend, and a copy of the retriever it was trained with."""
+        self.user_lm.save_encoder(path)
+        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(path / "head.safetensors"))
+        (path / "params.json").write_text(self.params.model_dump_json())
+        (path / "fitted.json").write_text(json.dumps({"retriever": self.retriever_name, "blend": self.blend,
+                                                      "item_titles": self.item_titles}))
+        retriever_dir = path / "retriever"
+        shutil.rmtree(retriever_dir, ignore_errors=True)
+        retriever_dir.mkdir()
+        self.retriever.save(retriever_dir)
+
+    @classmethod
+    def load(cls, path: Path) -> Self:
+        from lmrec_assets.models.registry import load_model
+
+        model = cls(cls.Params.model_validate_json((path / "params.json").read_text()))
+        fitted = json.loads((path / "fitted.json").read_text())
+        model.retriever_name, model.blend, model.item_titles = fitted["retriever"], fitted["blend"], fitted["item_titles"]
+        model.retriever = load_model(model.retriever_name, str(path / "retriever"))
+        state = load_file(str(path / "head.safetensors"))
+        model.head = RankerHead(state["item_vectors"], model.params.temperature)
+        model.head.load_state_dict(state)
+        model.user_lm.encoder = model.user_lm.load_encoder(path)
+        model.user_lm.encoder.eval()
+        return model
