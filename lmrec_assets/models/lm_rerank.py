@@ -70,7 +70,7 @@ class LMRerankParams(ModelParams):
     lr: float | None = None  # None: the adapted LM's own default (LoRA 2e-3, soft prompt 3e-2)
     head_lr: float = 1e-2
     temperature: float = 0.05
-    blend_grid: list[float] = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0]  # weight of the retriever's log-softmax in the blend
+    blend_grid: list[float] = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]  # weight of the retriever's log-softmax in the blend
     bf16: bool = True
     max_epochs: int = 1  # demo-sized; see QUALITY
     max_minutes: float = 1.0
