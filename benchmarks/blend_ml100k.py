@@ -46,14 +46,15 @@ def main() -> None:
     from lmrec_assets.evaluation.ranking import evaluate
     from lmrec_assets.models import hybrid, sasrec
     from lmrec_assets.models.data import load_split_data
+    from lmrec_assets.models.profiles import NIGHTLY, training_params
 
     torch.set_num_threads(2)
     with duckdb.connect(str(prepare("ml100k")), read_only=True) as con:
         data = load_split_data(con)
     fitted, seconds = {}, {}
-    for name, module, cls in (("sasrec", sasrec, sasrec.SASRec), ("hybrid_seq", hybrid, hybrid.HybridSeq)):
+    for name, cls in (("sasrec", sasrec.SASRec), ("hybrid_seq", hybrid.HybridSeq)):
         started = time.perf_counter()
-        fitted[name] = cls(cls.Params(**module.QUALITY))
+        fitted[name] = cls(training_params(cls, NIGHTLY))  # the nightly profile (QUALITY), as the asset trains it
         fitted[name].fit(data)
         seconds[name] = round(time.perf_counter() - started, 1)
         print(f"{name} fitted in {seconds[name]} s", flush=True)

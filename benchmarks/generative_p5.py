@@ -51,7 +51,8 @@ def main() -> None:
     from lmrec_assets.evaluation.ranking import evaluate
     from lmrec_assets.memory import peak_rss_mib
     from lmrec_assets.models.data import load_split_data
-    from lmrec_assets.models.generative_p5 import QUALITY, GenerativeP5, GenerativeP5Params
+    from lmrec_assets.models.generative_p5 import QUALITY, GenerativeP5
+    from lmrec_assets.models.profiles import NIGHTLY, training_params
 
     torch.set_num_threads(2)
     warehouse = prepare(args.dataset)
@@ -59,9 +60,10 @@ def main() -> None:
         data = load_split_data(con)
         categories = con.execute("select categories from marts.dim_items order by item_id").df()["categories"]
     item_categories = [[c.strip() for c in (v or "").split("|") if c.strip()] for v in categories]
-    settings = {**QUALITY, **({"max_minutes": args.max_minutes} if args.max_minutes else {}),
-                **({"beam_width": args.beam_width} if args.beam_width else {})}
-    params = GenerativeP5Params(**settings)
+    overrides = {**({"max_minutes": args.max_minutes} if args.max_minutes else {}),
+                 **({"beam_width": args.beam_width} if args.beam_width else {})}
+    settings = {**QUALITY, **overrides}
+    params = training_params(GenerativeP5, NIGHTLY, overrides)  # the nightly profile, as the model asset trains it
 
     tags = tag_split(data) if args.dataset == "mlsmall" else None
     started = time.perf_counter()

@@ -82,7 +82,21 @@ def cold_holdout(data, fraction: float = 0.1, seed: int = 0):
     return replace(data, train_sequences=sequences), is_cold
 
 
-def run_one(warehouse: str, name: str, cold: bool, out: str, override: dict) -> None:
+def benchmark_params(name: str, override: dict, budget_minutes: float | None = None):
+    """The benchmark setting of model `name`: the `nightly` training profile (its QUALITY over the Params defaults),
+    with `override` applied wherever the model has those params and, with `budget_minutes`, the model's share of that
+    run budget. The same function the model assets call (`lmrec_assets.models.profiles.training_params`), so the
+    leaderboard measures what the nightly refresh trains (the refresh's default budget is 45 min: pass it to match)."""
+    from lmrec_assets.models import profiles
+    from lmrec_assets.models.assets import MODELS
+
+    model_class = MODELS[name][0]
+    known = {k: v for k, v in override.items() if k in model_class.Params.model_fields}
+    shares = profiles.budget_shares({n: cls for n, (cls, _) in MODELS.items()}, profiles.NIGHTLY, budget_minutes)
+    return profiles.training_params(model_class, profiles.NIGHTLY, known, budget_share=shares.get(name))
+
+
+def run_one(warehouse: str, name: str, cold: bool, out: str, override: dict, budget_minutes: float | None = None) -> None:
     """Fit one model with its benchmark setting, evaluate, write JSON (runs in a fresh process)."""
     import duckdb
     import torch
@@ -98,8 +112,7 @@ def run_one(warehouse: str, name: str, cold: bool, out: str, override: dict) -> 
     name, _, ranker = name.partition(":")  # "lm_rerank:zero_shot" = lm_rerank with that ranker mode
     override = override | ({"ranker": ranker} if ranker else {})
     model_class = MODELS[name][0]
-    quality = getattr(sys.modules[model_class.__module__], "QUALITY", {})
-    params = model_class.Params(**quality | {k: v for k, v in override.items() if k in model_class.Params.model_fields})
+    params = benchmark_params(name, override, budget_minutes)
     started = time.perf_counter()
     model = model_class(params)
     artifacts = Path(warehouse).parents[1] / "artifacts"  # every fitted model is kept: lm_rerank's retrievers
@@ -157,13 +170,15 @@ def main() -> None:
     parser.add_argument("--models", nargs="+")
     parser.add_argument("--no-cold", nargs="*", default=["lm_finetune", "lm_prompt_tuning", "lm_rerank"],
                         help="models whose cold-holdout refit is skipped (time); empty list = refit all")
-    parser.add_argument("--override", default="{}", help="JSON of params applied over QUALITY wherever a model has "
-                        "them, e.g. '{\"ensemble\": 1}' to cut time; recorded in each row's params")
+    parser.add_argument("--override", default="{}", help="JSON of params applied over the nightly profile (QUALITY) "
+                        "wherever a model has them, e.g. '{\"ensemble\": 1}' to cut time; recorded in each row's params")
+    parser.add_argument("--budget-minutes", type=float, default=None, help="cap max_minutes by each model's share of "
+                        "this run budget, as the nightly refresh does (lmrec_assets/models/profiles.py; default: none)")
     parser.add_argument("--run-one", nargs=4, metavar=("WAREHOUSE", "MODEL", "COLD", "OUT"))
     args = parser.parse_args()
     if args.run_one:
         warehouse, name, cold, out = args.run_one
-        return run_one(warehouse, name, cold == "1", out, json.loads(args.override))
+        return run_one(warehouse, name, cold == "1", out, json.loads(args.override), args.budget_minutes)
 
     from lmrec_assets.models.assets import MODELS
 
@@ -174,7 +189,8 @@ def main() -> None:
             out = BENCH / dataset / f"leaderboard_{name}.json"
             cold = "0" if name.partition(":")[0] in args.no_cold else "1"
             print(f"[{dataset}] {name} ...", flush=True)
-            command = [sys.executable, __file__, "--run-one", str(warehouse), name, cold, str(out), "--override", args.override]
+            command = [sys.executable, __file__, "--run-one", str(warehouse), name, cold, str(out), "--override", args.override,
+                       *(["--budget-minutes", str(args.budget_minutes)] if args.budget_minutes is not None else [])]
             done = subprocess.run(command)
             if done.returncode != 0:
                 rows.append({"model": name, "error": f"exit {done.returncode}"})

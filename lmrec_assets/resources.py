@@ -1,4 +1,5 @@
-"""Resources: where the warehouse and artifacts live, and which dataset to ingest. Nothing here connects at import."""
+"""Resources: where the warehouse and artifacts live, which dataset to ingest, how the models train. Nothing here
+connects at import."""
 
 from __future__ import annotations
 
@@ -121,6 +122,17 @@ class DatasetResource(ConfigurableResource):
         return sorted(files, key=lambda p: (p.stat().st_mtime, p.name))
 
 
+class TrainingProfileResource(ConfigurableResource):
+    """How the model assets train (`models/profiles.py`): `profile` `demo` (Params defaults) or `nightly` (each model's
+    QUALITY setting); empty = `demo` on the bundled demo dataset, `nightly` otherwise (`LMREC_PROFILE`).
+    `budget_minutes`: training minutes for the whole run, shared by the clock-budgeted models by the rule in
+    `models/profiles.py` (`LMREC_TRAINING_BUDGET_MINUTES`; unset: 45 under nightly, none under demo; 0: none).
+    Both can be set per run: `resources: {training: {config: {profile: nightly, budget_minutes: 30}}}`."""
+
+    profile: str = ""
+    budget_minutes: float | None = None
+
+
 def _env_or_default(name: str, default: str) -> str | EnvVar:
     """Use the environment variable when it is set (the UI then shows where the value came from)."""
     return EnvVar(name) if name in os.environ else default
@@ -155,5 +167,9 @@ def default_resources() -> dict[str, ConfigurableResource]:
             seed=int(os.environ.get("LMREC_DEMO_SEED", "7")),
             scale=float(os.environ.get("LMREC_DEMO_SCALE", "1.0")),
             files_spec=_env_or_default("LMREC_FILES_SPEC", "{}"),
+        ),
+        "training": TrainingProfileResource(
+            profile=_env_or_default("LMREC_PROFILE", ""),
+            budget_minutes=float(budget) if (budget := os.environ.get("LMREC_TRAINING_BUDGET_MINUTES")) else None,
         ),
     }

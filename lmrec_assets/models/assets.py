@@ -11,7 +11,8 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, DataVersion, MaterializeResult, MetadataValue, asset
 
 from lmrec_assets.lineage import record_artifact
-from lmrec_assets.models.base import FitReport, Recommender
+from lmrec_assets.models import profiles
+from lmrec_assets.models.base import FitReport, ModelParams, Recommender
 from lmrec_assets.models.cards import card_path, training_card, write_card
 from lmrec_assets.models.data import load_split_data
 from lmrec_assets.models.ease import EASE
@@ -25,7 +26,7 @@ from lmrec_assets.models.registry import latest_versions, load_model
 from lmrec_assets.models.sasrec import SASRec
 from lmrec_assets.models.text import BUNDLED_LM
 from lmrec_assets.models.zero_shot import ZeroShotPrompt
-from lmrec_assets.resources import ArtifactStoreResource, WarehouseResource
+from lmrec_assets.resources import ArtifactStoreResource, DatasetResource, TrainingProfileResource, WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL, frame_metadata, replace_rows, table_exists
 
 # name -> (model class, description). The class is also how recommendations/evaluation load a saved artifact.
@@ -56,6 +57,21 @@ def model_version(name: str, code_version: str, config: dict, data_fingerprint: 
     """Same code + same config + same training data → same version (what lets a refresh skip unchanged work)."""
     payload = json.dumps([name, code_version, config, data_fingerprint], sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def resolve_training(
+    name: str, config: ModelParams, training: TrainingProfileResource, dataset_source: str,
+    run_config: dict | None = None,
+) -> tuple[ModelParams, dict]:
+    """The params model `name` trains with in this run (profile, run budget and what the user set in the asset's
+    `run_config`: precedence in `models/profiles.py`), and {profile, budget_minutes, budget_share_minutes} for
+    metadata, card and lineage."""
+    profile = profiles.resolve_profile(training.profile, dataset_source)
+    budget = profiles.run_budget(profile, training.budget_minutes)
+    share = profiles.budget_shares({n: cls for n, (cls, _) in MODELS.items()}, profile, budget).get(name)
+    overrides = profiles.user_set(config, run_config)
+    params = profiles.training_params(MODELS[name][0], profile, overrides, budget_share=share)
+    return params, {"profile": profile, "budget_minutes": budget, "budget_share_minutes": share}
 
 
 def registered(warehouse: WarehouseResource, name: str, version: str) -> str | None:
@@ -97,8 +113,15 @@ def build_model_asset(name: str) -> AssetsDefinition:
         pool=WAREHOUSE_POOL,
     )
     def _model_asset(
-        context: AssetExecutionContext, config: model_class.Params, warehouse: WarehouseResource, artifacts: ArtifactStoreResource
+        context: AssetExecutionContext, config: model_class.Params, warehouse: WarehouseResource,
+        artifacts: ArtifactStoreResource, dataset: DatasetResource, training: TrainingProfileResource,
     ) -> MaterializeResult:
+        # Keys in this asset's run config win; the profile (demo | nightly) and the run budget fill in the rest.
+        typed = profiles.op_run_config(context.run.run_config, context.op_execution_context.op.name)
+        params, profile = resolve_training(name, config, training, dataset.source, typed)
+        profile_metadata = {k: v if v is not None else MetadataValue.null() for k, v in profile.items()}
+        context.log.info(f"{name}: profile {profile['profile']}, run budget {profile['budget_minutes']} min "
+                         f"(share {profile['budget_share_minutes']}), params {params.model_dump()}")
         with warehouse.connect(read_only=True) as con:
             data = load_split_data(con)
             batches = con.execute(
@@ -106,7 +129,7 @@ def build_model_asset(name: str) -> AssetsDefinition:
             ).df()
         upstream_models = upstream_model_versions(warehouse, model_class)
         # A model that reads other models (lm_rerank's retrievers) is a new version when any of them is.
-        versioned = config.model_dump() | ({"upstream_models": upstream_models} if upstream_models else {})
+        versioned = params.model_dump() | ({"upstream_models": upstream_models} if upstream_models else {})
         version = model_version(name, model_class.code_version, versioned, data.fingerprint)
         if (existing := registered(warehouse, name, version)) is not None:
             # Same code, config and training data: the saved artifact is exactly what training would produce.
@@ -115,9 +138,10 @@ def build_model_asset(name: str) -> AssetsDefinition:
             return MaterializeResult(
                 data_version=DataVersion(version),
                 metadata={"model_version": version, "outcome": "skipped: unchanged", "artifact_path": MetadataValue.path(existing),
+                          **profile_metadata,
                           **({"model_card": MetadataValue.md(card.read_text())} if card.is_file() else {})},
             )
-        model = model_class(config)
+        model = model_class(params)
         if upstream_models:
             model.attach_retrievers({m: load_model(m, path) for m, (_, path) in upstream_models.items()})
         started = time.perf_counter()
@@ -126,11 +150,11 @@ def build_model_asset(name: str) -> AssetsDefinition:
         path = artifacts.model_dir(name, version)
         model.save(path)
         # Models that read item text use the LM of their `lm` param, or item_embeddings' (the bundled one by default).
-        base_lm = getattr(config, "lm", None) or (BUNDLED_LM if "item_embeddings" in model_class.upstream else None)
+        base_lm = getattr(params, "lm", None) or (BUNDLED_LM if "item_embeddings" in model_class.upstream else None)
         card = training_card(
             name=name, version=version, description=description, code_version=model_class.code_version,
-            params=config.model_dump(), report=report, fit_seconds=fit_seconds, data=data, batches=batches,
-            base_lm=base_lm, run_id=context.run_id,
+            params=params.model_dump(), report=report, fit_seconds=fit_seconds, data=data, batches=batches,
+            base_lm=base_lm, run_id=context.run_id, profile=profile,
         )
         write_card(path, card)  # inside the artifact folder, so the lineage row below hashes it with the weights
         context.log.info(f"{name} {version}: fitted in {fit_seconds:.1f}s, valid NDCG@10 {report.valid_ndcg_at_10}")
@@ -147,13 +171,14 @@ def build_model_asset(name: str) -> AssetsDefinition:
             artifact_id = record_artifact(
                 con, asset_key=name, version=version, run_id=context.run_id, code_version=model_class.code_version,
                 parent_keys=[*SPLIT_DEPS, *model_class.upstream], path=path,
-                details={"params": config.model_dump(), "fitted": report.params, "base_lm": base_lm,
-                         "data_fingerprint": data.fingerprint},
+                details={"params": params.model_dump(), "fitted": report.params, "base_lm": base_lm,
+                         "data_fingerprint": data.fingerprint, **profile},
             )
             con.commit()
         return MaterializeResult(data_version=DataVersion(version), metadata={
             **frame_metadata(row),
             "outcome": "trained",
+            **profile_metadata,
             "model_version": version,
             "lineage_artifact_id": artifact_id,
             "artifact_path": MetadataValue.path(str(path)),

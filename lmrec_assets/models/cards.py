@@ -49,8 +49,10 @@ def training_card(
     batches: pd.DataFrame,
     base_lm: str | None,
     run_id: str,
+    profile: dict | None = None,
 ) -> str:
-    """The card as training knows it; evaluation and fairness sections are placeholders until those assets run."""
+    """The card as training knows it; evaluation and fairness sections are placeholders until those assets run.
+    `profile`: {profile, budget_minutes, budget_share_minutes} of the run (`models/profiles.py`)."""
     budget = {k: params[k] for k in BUDGET_KEYS if k in params}
     hyper = {k: v for k, v in params.items() if k not in BUDGET_KEYS}
     n_train = sum(len(s) for s in data.train_sequences)
@@ -63,6 +65,17 @@ def training_card(
         f"- {row.entity}: `{row.source_file or '(generated)'}`, batch `{row.batch_id}`, {row.n_accepted:,} rows accepted"
         for row in batches.itertuples()
     ) or "- (no load batches recorded)"
+    profile_text = "not recorded"
+    if profile:
+        setting = "each model's QUALITY setting" if profile.get("profile") == "nightly" else "the Params defaults"
+        total, share = profile.get("budget_minutes"), profile.get("budget_share_minutes")
+        if total is None:
+            run_budget = "no run budget"
+        elif share is None:
+            run_budget = f"run budget {total:g} min, no share for this model (it trains without a clock)"
+        else:
+            run_budget = f"run budget {total:g} min, this model's share {share:g} min"
+        profile_text = f"`{profile.get('profile')}` ({setting}; {run_budget}; values set in the run config win)"
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
     return "\n\n".join([
         f"# Model card: {name} `{version}`",
@@ -79,8 +92,9 @@ def training_card(
 - Split: {SPLIT}
 - Protocol: {PROTOCOL}; hyperparameters are chosen on the valid split only, never on test"""),
         _section("training", f"""## Training
+- Training profile: {profile_text}
 - Budget: {json.dumps(budget)}
-- Hyperparameters (config): {json.dumps(hyper, default=str)}
+- Hyperparameters (resolved): {json.dumps(hyper, default=str)}
 - Chosen / fitted: {json.dumps(report.params, default=str)}
 - Fit time: {fit_seconds:.1f} s; valid NDCG@10 at fit time: {report.valid_ndcg_at_10}"""),
         _section("evaluation", "## Evaluation\nNot evaluated yet (filled in by `evaluation_metrics`)."),

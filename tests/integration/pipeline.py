@@ -12,7 +12,13 @@ from lmrec_assets.evaluation.fairness_assets import fairness_checks
 from lmrec_assets.evaluation.quality import quality_checks
 from lmrec_assets.models.assets import MODELS
 from lmrec_assets.features import DBT_EXECUTABLE, dbt_project
-from lmrec_assets.resources import ArtifactStoreResource, DatasetResource, ServingResource, WarehouseResource
+from lmrec_assets.resources import (
+    ArtifactStoreResource,
+    DatasetResource,
+    ServingResource,
+    TrainingProfileResource,
+    WarehouseResource,
+)
 
 
 def resources_for(data_dir: Path, **dataset) -> dict:
@@ -22,6 +28,7 @@ def resources_for(data_dir: Path, **dataset) -> dict:
         "artifacts": ArtifactStoreResource(data_dir=str(data_dir)),
         "dataset": DatasetResource(**({"source": "demo", "scale": 0.1, "landing_dir": str(data_dir / "landing")} | dataset)),
         "dbt": DbtCliResource(project_dir=dbt_project, dbt_executable=DBT_EXECUTABLE),
+        "training": TrainingProfileResource(),  # profile from the dataset: demo here, nightly for MovieLens
     }
 
 
