@@ -59,7 +59,8 @@ def run_pipeline(workdir: Path, data: str, models: list[str], sasrec_minutes: fl
     fairness = next(e.materialization.metadata for e in result.get_asset_materialization_events()
                     if e.asset_key.to_user_string() == "fairness_metrics")
     return {"total_seconds": time.perf_counter() - started, "steps": step_seconds(instance, result.run_id),
-            "prompts_encoded": fairness["counterfactual_prompts_newly_encoded"].value}
+            "prompts_scored": fairness["counterfactual_prompts"].value,
+            "counterfactual_cost": fairness["counterfactual_cost"].value}
 
 
 def read_results(con: duckdb.DuckDBPyConnection) -> dict[str, pd.DataFrame]:
@@ -133,7 +134,7 @@ def markdown(results: dict[str, pd.DataFrame], timing: dict, args: argparse.Name
         index=["model", "attribute"], columns=["metric", "k"], values="value")
     counterfactual.columns = [f"{m}@{k}" for m, k in counterfactual.columns]
     per_value = metrics[(metrics.side == "counterfactual") & (metrics.group != "all") & (metrics.metric == "jaccard")
-                        & (metrics.k == 10)][["attribute", "group", "value"]]
+                        & (metrics.k == 10)][["model", "attribute", "group", "value"]]
     verdicts = goal_verdicts(tradeoff)
     test = tradeoff[tradeoff.split == "test"]
     cf_users = int(metrics.loc[metrics.side == "counterfactual", "n_users"].max()) if (metrics.side == "counterfactual").any() else 0
@@ -146,13 +147,17 @@ def markdown(results: dict[str, pd.DataFrame], timing: dict, args: argparse.Name
         f"{timing['total_seconds']:.0f} s; fairness steps: "
         + ", ".join(f"{k} {timing['steps'].get(k, float('nan')):.0f} s"
                     for k in ("fairness_metrics", "exposure_reranking", "fairness_report", "published_recommendations"))
-        + f" ({timing['prompts_encoded']} counterfactual prompts newly encoded, the rest read from the embedding "
-        "cache; at ~35 prompts/s on this busy machine a cold run of 9,300 prompts takes ~4 min).",
+        + f" ({timing['prompts_scored']} counterfactual prompts scored by the models that read a prompt).",
+        "",
+        "Counterfactual probe cost per model:",
+        "",
+        timing["counterfactual_cost"],
         "",
         "Protocol: leave-one-out by time, full ranking, seen items masked. User side: NDCG@10 on the test split per "
         "group; gaps compare groups with ≥ 20 test users; p = permutation p-value of the gap (1000 relabellings). "
         "Item side: the published top-10/top-20 lists (each user's whole history). Counterfactual: FaiRLLM on "
-        f"zero_shot_prompt, {cf_users} sampled test users × every value of each attribute.",
+        f"every model that reads a prompt ({', '.join(sorted(set(metrics.loc[metrics.side == 'counterfactual', 'model'])))}), "
+        f"{cf_users} sampled test users × every value of each attribute.",
         "",
         "## Verdict",
         "",

@@ -59,7 +59,7 @@ CATALOGUE = [
      "explanation depends only on history and item)."),
     ("fairness_summary", "model", "Per published model: worst user-group NDCG@10 gap, ratio and p-value per attribute, "
      "exposure Gini, coverage, popularity lift, long-tail share of the top-10, and counterfactual-prompt SNSR/SNSV "
-     "(aggregates only)."),
+     "for the models that read a prompt (aggregates only)."),
     ("lineage_artifacts", "artifact", "One row per materialized artifact: version, run, code version, parents, sha256."),
     ("recommendation_lineage", "model × user × ancestor", "Every artifact behind a (model, user) row: raw batches, "
      "dbt models, model weights, code versions (view)."),

@@ -1,4 +1,4 @@
-"""The fairness assets: who each model serves well, what it shows, how the prompt-based LM reacts when a prompt names
+"""The fairness assets: who each model serves well, what it shows, how the models that read a prompt react when it names
 a sensitive attribute, and an exposure-aware re-ranking that trades a little accuracy for a wider spread of items.
 
 - `fairness_metrics` → evaluation.fairness_metrics (long format) and the evaluation.fairness_summary view;
@@ -13,6 +13,7 @@ results into tables. (No `from __future__ import annotations` here: Dagster must
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 
@@ -50,20 +51,20 @@ from lmrec_assets.evaluation.ranking import batches, mask_seen, masked_scores, t
 from lmrec_assets.evaluation.rerank import rerank
 from lmrec_assets.lineage import latest_artifacts, record_artifact, unchanged
 from lmrec_assets.models.assets import MODELS
-from lmrec_assets.models.base import Recommender, Split, SplitData
+from lmrec_assets.models.base import PromptRecommender, Recommender, Split, SplitData
 from lmrec_assets.models.cards import fairness_section, set_section
 from lmrec_assets.models.data import load_split_data
-from lmrec_assets.models.lm_training import history_prompts
 from lmrec_assets.models.registry import latest_versions, load_model
-from lmrec_assets.models.text import encode_texts
-from lmrec_assets.models.zero_shot import ZeroShotPrompt
 from lmrec_assets.resources import WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL, frame_metadata, replace_rows
 
-CODE_VERSION = "2"  # 2: log exposure penalty, 300 candidates, denser λ grid
+CODE_VERSION = "2"  # exposure_reranking (and fairness_metrics up to 2); 2: log exposure penalty, 300 candidates, denser λ grid
+METRICS_CODE_VERSION = "3"  # fairness_metrics; 3: counterfactual prompts for every model that reads one
 USER_ATTRIBUTES = ("gender", "age_bracket", "occupation", "activity_level")  # columns of marts.dim_users
 COUNTERFACTUAL_ATTRIBUTES = ("gender", "age_bracket", "occupation")  # those with a template in fairness.py
-COUNTERFACTUAL_MODELS = ("zero_shot_prompt",)  # the prompt-based model whose prompt can state an attribute
+# The models that read a text prompt (base.PromptRecommender), whose prompt can state an attribute: zero_shot_prompt,
+# lm_finetune, lm_prompt_tuning, generative_p5, lm_rerank. Every registered model that implements the protocol is probed.
+COUNTERFACTUAL_MODELS = tuple(name for name, (cls, _) in MODELS.items() if issubclass(cls, PromptRecommender))
 USER_KS = (10, 20)
 ITEM_KS = (10, 20)
 COUNTERFACTUAL_KS = (10, 20)
@@ -210,34 +211,37 @@ def item_side_rows(recs: pd.DataFrame, data: SplitData, counts: np.ndarray) -> p
 
 
 def counterfactual_rows(
-    model: ZeroShotPrompt, data: SplitData, attributes: pd.DataFrame, users: np.ndarray, log: Callable[[str], None]
+    model: PromptRecommender, data: SplitData, attributes: pd.DataFrame, users: np.ndarray, batch_size: int = 1024
 ) -> tuple[pd.DataFrame, int]:
-    """FaiRLLM on the zero-shot prompt model: every sampled test user's prompt is re-stated once per value of each
-    sensitive attribute ("As a female viewer, a viewer who recently watched ..."), scored like `ZeroShotPrompt.score`
-    (prompt embedding · item vectors, seen items masked), and each top-K is compared with the neutral prompt's.
+    """FaiRLLM on a model that reads a prompt: every sampled test user's prompt (`model.user_prompts`, conditioned
+    on train + valid as at test time) is re-stated once per value of each sensitive attribute ("As a female viewer, a
+    viewer who recently watched ..."), scored by `model.score_prompts` with seen items masked, and each top-K is
+    compared with the neutral prompt's (the neutral scores are exactly `model.score`'s).
 
     Rows: per (attribute, value, similarity, K) the mean similarity over the users; per (attribute, similarity, K)
     `snsr_<similarity>` and `snsv_<similarity>` with group = ALL. Every user gets every value, whatever their own.
-    Also returns how many prompts had to be encoded (the rest came from the embedding cache): the cost of the run.
+    Also returns how many prompts were scored (users × (1 + values)): the cost of the probe.
     """
     histories = data.histories(data.conditioning("test"))
-    neutral = history_prompts(histories, users, model.item_titles, model.params.template, model.max_history_items)
+    neutral = model.user_prompts(users, histories)
     variants = [(a, v) for a in COUNTERFACTUAL_ATTRIBUTES for v in sorted(attributes[a].dropna().astype(str).unique())]
     prompts = neutral + [counterfactual_prompt(p, a, v) for a, v in variants for p in neutral]
-    vectors, n_new = encode_texts(prompts, model.params.lm, log=log)
-    log(f"counterfactual prompts: {len(prompts)} ({n_new} newly encoded) for {len(users)} users")
-
+    rows_users = np.tile(users, 1 + len(variants))  # row j reads prompts[j]: block 0 neutral, then one per value
     max_k = max(COUNTERFACTUAL_KS)
-
-    def top_lists(block: np.ndarray) -> np.ndarray:
-        scores = mask_seen(block @ model.item_vectors.T, users, histories)
-        return top_k(scores, max_k)[0]
+    blocks = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = rows_users[start : start + batch_size]
+        scores = np.asarray(model.score_prompts(chunk, histories, prompts[start : start + batch_size]), dtype=np.float32)
+        if not np.isfinite(scores).all():
+            raise ValueError(f"{model.name} produced non-finite scores for counterfactual prompts")
+        blocks.append(top_k(mask_seen(scores, chunk, histories), max_k)[0])
+    top_lists = np.concatenate(blocks) if blocks else np.zeros((0, max_k), dtype=np.int64)
 
     n = len(users)
-    reference = top_lists(vectors[:n])
+    reference = top_lists[:n]
     rows = []
     for index, (attribute, value) in enumerate(variants):
-        lists = top_lists(vectors[n * (index + 1) : n * (index + 2)])
+        lists = top_lists[n * (index + 1) : n * (index + 2)]
         for name, similarity in SIMILARITIES.items():
             for k in COUNTERFACTUAL_KS:
                 mean = np.mean([similarity(list(a), list(b), k) for a, b in zip(reference, lists)])
@@ -247,7 +251,7 @@ def counterfactual_rows(
         snsr, snsv = snsr_snsv(dict(zip(part["group"], part["value"])))
         rows.append({"attribute": attribute, "group": ALL, "metric": f"snsr_{name}", "k": k, "value": snsr})
         rows.append({"attribute": attribute, "group": ALL, "metric": f"snsv_{name}", "k": k, "value": snsv})
-    return pd.DataFrame(rows).assign(side="counterfactual", n_users=n), n_new
+    return pd.DataFrame(rows).assign(side="counterfactual", n_users=n), len(prompts)
 
 
 def counterfactual_sample(data: SplitData, n_users: int, seed: int) -> np.ndarray:
@@ -315,16 +319,17 @@ SUMMARY_VIEW_SQL = _summary_view_sql()
     "(one row per model). User side: HR/NDCG@10,20 per gender, age bracket, occupation and activity level on the "
     "test split, with each attribute's gap, ratio and permutation p-value over groups of ≥ min_group_users. Item "
     "side: exposure Gini, coverage, popularity lift and long-tail share of the published top-10/20 "
-    "(split = 'serving'). Counterfactual (FaiRLLM): how zero_shot_prompt's top-10/20 moves when the prompt names a "
-    "gender, age or occupation (Jaccard, SERP*, PRAG* per value; SNSR/SNSV per attribute), on a sample of test users.",
+    "(split = 'serving'). Counterfactual (FaiRLLM): for every model that reads a prompt "
+    f"({', '.join(COUNTERFACTUAL_MODELS)}), how its top-10/20 moves when the prompt names a gender, age or "
+    "occupation (Jaccard, SERP*, PRAG* per value; SNSR/SNSV per attribute), on one sample of test users.",
     pool=WAREHOUSE_POOL,
-    code_version=CODE_VERSION,
+    code_version=METRICS_CODE_VERSION,
 )
 def fairness_metrics(context: AssetExecutionContext, config: FairnessConfig, warehouse: WarehouseResource) -> MaterializeResult:
     with warehouse.connect(read_only=True) as con:
         registry = latest_versions(con, list(MODELS))
         recs_version = latest_artifacts(con, ["recommendations"])["version"].tolist()
-        version = content_version(CODE_VERSION, sorted(zip(registry["model"], registry["model_version"])),
+        version = content_version(METRICS_CODE_VERSION, sorted(zip(registry["model"], registry["model_version"])),
                                   config.model_dump(), recs_version, attributes_fingerprint(con))
         if unchanged(con, "fairness_metrics", version):
             context.log.info(f"fairness metrics {version} already computed for these models and lists: skipping")
@@ -337,7 +342,7 @@ def fairness_metrics(context: AssetExecutionContext, config: FairnessConfig, war
     counts = train_item_counts(data)
     sample = counterfactual_sample(data, config.counterfactual_users, config.seed)
     evaluated_at = datetime.now(timezone.utc).replace(tzinfo=None)
-    frames, encoded = [], 0
+    frames, probes = [], {}
     for row in registry.itertuples():
         model = load_model(row.model, row.artifact_path)
         users, ranks = held_out_ranks(model, data, config.batch_size)
@@ -348,8 +353,12 @@ def fairness_metrics(context: AssetExecutionContext, config: FairnessConfig, war
             context.log.warning(f"{row.model} {row.model_version}: no published recommendations, no item-side metrics")
         else:
             parts.append(item_side_rows(own_recs, data, counts).assign(split="serving"))
-        if row.model in COUNTERFACTUAL_MODELS:
-            rows, encoded = counterfactual_rows(model, data, attributes, sample, context.log.info)
+        if isinstance(model, PromptRecommender):
+            started = time.perf_counter()
+            rows, n_prompts = counterfactual_rows(model, data, attributes, sample, config.batch_size)
+            probes[row.model] = {"prompts": n_prompts, "seconds": round(time.perf_counter() - started, 1)}
+            context.log.info(f"{row.model}: {n_prompts} counterfactual prompts for {len(sample)} users in "
+                             f"{probes[row.model]['seconds']} s")
             parts.append(rows.assign(split="test"))
         frames.append(pd.concat(parts, ignore_index=True).assign(
             model=row.model, model_version=row.model_version, run_id=context.run_id, evaluated_at=evaluated_at,
@@ -370,7 +379,7 @@ def fairness_metrics(context: AssetExecutionContext, config: FairnessConfig, war
                  for row in registry.itertuples() if (summary.model == row.model).any()}
         record_artifact(
             con, asset_key="fairness_metrics", version=version, run_id=context.run_id,
-            code_version=CODE_VERSION, parent_keys=[*registry["model"], "recommendations"],
+            code_version=METRICS_CODE_VERSION, parent_keys=[*registry["model"], "recommendations"],
             details={"model_versions": dict(zip(registry["model"], registry["model_version"])),
                      "min_group_users": config.min_group_users, "counterfactual_users": len(sample),
                      "model_card_sha256": {model: card[1] for model, card in cards.items() if card is not None}},
@@ -384,9 +393,12 @@ def fairness_metrics(context: AssetExecutionContext, config: FairnessConfig, war
         "counterfactual_sample": MetadataValue.md(
             f"Counterfactual prompts were evaluated on a fixed random sample of {len(sample)} of "
             f"{len(data.evaluation_users('test'))} test users (`counterfactual_users` = {config.counterfactual_users}, "
-            f"seed {config.seed}), for {', '.join(m for m in COUNTERFACTUAL_MODELS if m in set(registry.model)) or 'no model'}."
+            f"seed {config.seed}), for every model that reads a prompt: {', '.join(probes) or 'none registered'}."
         ),
-        "counterfactual_prompts_newly_encoded": encoded,
+        "counterfactual_prompts": sum(p["prompts"] for p in probes.values()),
+        "counterfactual_cost": MetadataValue.md(
+            pd.DataFrame([{"model": m, **p} for m, p in probes.items()], columns=["model", "prompts", "seconds"])
+            .to_markdown(index=False)),
         "min_group_users": config.min_group_users,
     })
 

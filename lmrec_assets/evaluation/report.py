@@ -1,5 +1,5 @@
 """The fairness report: one markdown page and five figures that say, in plain words, whom each model serves well,
-which items it shows, how the prompt-based model reacts to a named sensitive attribute, and what the exposure
+which items it shows, how the models that read a prompt react to a named sensitive attribute, and what the exposure
 re-ranking buys at what cost. Written to `reports/fairness/<version>/` and shown inline in the asset's metadata.
 
 Everything here reads tables the evaluation assets wrote; nothing is re-scored.
@@ -22,7 +22,7 @@ from lmrec_assets.lineage import latest_artifacts, record_artifact, unchanged
 from lmrec_assets.resources import ArtifactStoreResource, WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: counterfactual section and figure for every model that reads a prompt
 PARENTS = ["fairness_metrics", "exposure_reranking"]
 GOAL_DROP, GOAL_COST = 0.20, 0.05  # the issue's target: Gini or worst gap down ≥ 20% at ≤ 5% NDCG@10 cost
 K = 10  # every figure and sentence is at K = 10, like the leaderboard
@@ -135,9 +135,16 @@ def plot_popularity(summary: pd.DataFrame, path: Path) -> None:
 def plot_counterfactual(metrics: pd.DataFrame, path: Path) -> None:
     plt = _plt()
     rows = metrics[(metrics.side == "counterfactual") & (metrics.metric == "jaccard") & (metrics.k == K)]
-    pairs = [(m, a) for m in sorted(rows.model.unique()) for a in COUNTERFACTUAL_ATTRIBUTES if a in set(rows.attribute)]
-    fig, axes = plt.subplots(1, max(len(pairs), 1), figsize=(5 * max(len(pairs), 1), 3.8), squeeze=False)
-    for ax, (model, attribute) in zip(axes[0], pairs):
+    models = sorted(rows.model.unique())
+    attributes = [a for a in COUNTERFACTUAL_ATTRIBUTES if a in set(rows.attribute)]
+    # One row of panels per model, one column per attribute.
+    n_rows, n_cols = max(len(models), 1), max(len(attributes), 1)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(5 * n_cols, 3.8 * n_rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.set_visible(False)
+    for (i, model), (j, attribute) in ((m, a) for m in enumerate(models) for a in enumerate(attributes)):
+        ax = axes[i, j]
+        ax.set_visible(True)
         part = rows[(rows.model == model) & (rows.attribute == attribute)].sort_values("value")
         summary = metrics[(metrics.model == model) & (metrics.attribute == attribute) & (metrics.group == ALL)
                           & (metrics.k == K)].set_index("metric").value
@@ -147,8 +154,9 @@ def plot_counterfactual(metrics: pd.DataFrame, path: Path) -> None:
         ax.set_title(f"{model}: {attribute}\nSNSR {summary.get('snsr_jaccard', np.nan):.3f}, "
                      f"SNSV {summary.get('snsv_jaccard', np.nan):.3f}", fontsize=9)
         ax.tick_params(axis="y", labelsize=7)
-    if not pairs:
-        axes[0, 0].text(0.5, 0.5, "no prompt-based model evaluated", ha="center")
+    if not models:
+        axes[0, 0].set_visible(True)
+        axes[0, 0].text(0.5, 0.5, "no model that reads a prompt was evaluated", ha="center")
     _save(fig, path)
 
 
@@ -193,8 +201,8 @@ def report_markdown(data: ReportData, image: Callable[[str], str]) -> str:
         "",
         "This page checks three things for every recommendation model: whether some groups of users get worse "
         "recommendations than others, whether the recommendations spread attention over the catalogue or pile it on a "
-        "few popular items, and whether the language-model recommender changes its suggestions when told the user's "
-        "gender, age or occupation. It ends with a fix we tried: re-ranking to spread exposure, and what it costs.",
+        "few popular items, and whether the language-model recommenders (every model that reads a text prompt) change "
+        "their suggestions when the prompt states the user's gender, age or occupation. It ends with a fix we tried: re-ranking to spread exposure, and what it costs.",
         "",
         f"All accuracy numbers are NDCG@{K} on the test split (each user's last interaction, ranked against the whole "
         "catalogue; 1 would mean it is always first, 0 that it is never in the top 10).",
@@ -235,15 +243,20 @@ def report_markdown(data: ReportData, image: Callable[[str], str]) -> str:
         "",
         f"![{FIGURES['popularity.png']}]({image('popularity.png')})",
         "",
-        "## 3. Does naming a sensitive attribute change the language model's suggestions?",
+        "## 3. Does naming a sensitive attribute change the language models' suggestions?",
         "",
     ]
     counterfactual = metrics[metrics.side == "counterfactual"]
     if counterfactual.empty:
-        lines.append("No prompt-based model was evaluated in this run.")
+        lines.append("No model that reads a prompt was evaluated in this run.")
     else:
         n_users = int(counterfactual.n_users.max())
+        probed = ", ".join(f"`{m}`" for m in sorted(counterfactual.model.unique()))
         lines += [
+            f"Models that read a text prompt: {probed}. Each is probed through its own prompt template, with the "
+            "same users and the same attribute values; the re-ranker's prompt only re-orders its retriever's "
+            "candidates, so its list can move less.",
+            "",
             f"Following FaiRLLM (Zhang et al., RecSys 2023), each of {n_users} sampled test users' prompts was "
             "re-written to start with, e.g., \"As a female viewer, ...\" — once for every value of gender, age bracket "
             f"and occupation — and the new top-{K} compared with the top-{K} of the neutral prompt (*Jaccard*: shared "
@@ -294,8 +307,9 @@ def report_markdown(data: ReportData, image: Callable[[str], str]) -> str:
         "- Groups with few users give noisy numbers; a gap with a large p-value may be chance.",
         "- A smaller group gap after re-ranking can come from the best group losing accuracy rather than the worst "
         "group gaining: check NDCG alongside the gap.",
-        "- The counterfactual test covers only the prompt-based model and a sample of users; it measures how much the "
-        "list moves, not whether the moved list is worse.",
+        "- The counterfactual test covers the models that read a text prompt, on a sample of users; it measures how much "
+        "the list moves, not whether the moved list is worse. A model whose list barely moves for every value (e.g. "
+        "a re-ranker bound to its retriever's candidates) scores near 0 without having learnt to ignore the attribute.",
     ]
     return "\n".join(lines) + "\n"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal, Protocol, Self
+from typing import ClassVar, Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
@@ -115,3 +115,19 @@ class Recommender(Protocol):
 
     @classmethod
     def load(cls, path: Path) -> Self: ...
+
+
+@runtime_checkable
+class PromptRecommender(Protocol):
+    """A recommender that reads each user as a text prompt (zero-shot, LoRA / prompt-tuned LMs, P5, the LM re-ranker).
+
+    `user_prompts` gives the prompt `score` reads for each user; `score_prompts` scores rows from any given prompts
+    (row j: user `users[j]` read through `prompts[j]`; a user may occur on several rows, and `histories` still supply
+    what a prompt does not carry: seen items, retriever candidates, recent items). For every such model
+    `score(users, h)` is `score_prompts(users, h, user_prompts(users, h))`, so a probe that re-states a prompt (the
+    FaiRLLM counterfactuals of `fairness_assets`) changes only the text the model reads.
+    """
+
+    def user_prompts(self, users: np.ndarray, histories: list[np.ndarray]) -> list[str]: ...
+
+    def score_prompts(self, users: np.ndarray, histories: list[np.ndarray], prompts: list[str]) -> np.ndarray: ...

@@ -387,7 +387,15 @@ class GenerativeP5:
         return [_DECODE_CACHE[key] for key in keys]
 
     def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
-        results = self.decode(self.prompts(histories, users, self.ranking_template), [histories[u] for u in users])
+        return self.score_prompts(users, histories, self.user_prompts(users, histories))
+
+    def user_prompts(self, users: np.ndarray, histories: list[np.ndarray]) -> list[str]:
+        """The ranking prompt each user is decoded from (`base.PromptRecommender`)."""
+        return self.prompts(histories, users, self.ranking_template)
+
+    def score_prompts(self, users: np.ndarray, histories: list[np.ndarray], prompts: list[str]) -> np.ndarray:
+        """Beams decoded from `prompts[j]` with user `users[j]`'s seen titles blocked, above the popularity floor."""
+        results = self.decode(prompts, [histories[u] for u in users])
         scores = np.tile(FLOOR + self.popularity, (len(users), 1))
         for row, (items, values) in enumerate(results):
             scores[row, items] = np.maximum(values, FLOOR + 10.0)

@@ -150,19 +150,30 @@ class LMRerank:
 
     # --- ranker -----------------------------------------------------------------------------------------------------
 
-    def ranker_logits(self, histories: list[np.ndarray], items: np.ndarray) -> torch.Tensor:
-        """(len(histories), N) ranker logits of each history's candidate list (one prompt pass per history)."""
-        prompts = history_prompts(histories, np.arange(len(histories)), self.item_titles, self.params.template,
-                                  self.params.max_history_items)
+    def user_prompts(self, users: np.ndarray, histories: list[np.ndarray]) -> list[str]:
+        """The prompt the ranker encodes for each user (`base.PromptRecommender`)."""
+        return history_prompts(histories, users, self.item_titles, self.params.template, self.params.max_history_items)
+
+    def ranker_logits(self, histories: list[np.ndarray], items: np.ndarray, prompts: list[str] | None = None) -> torch.Tensor:
+        """(len(histories), N) ranker logits of each history's candidate list (one prompt pass per history).
+        `prompts`: what the LM reads instead of each history's own prompt (the recent items still come from it)."""
+        if prompts is None:
+            prompts = self.user_prompts(np.arange(len(histories)), histories)
         return self.head(self.user_lm.embed(prompts), recent_items(histories, self.params.history_items), torch.from_numpy(items))
 
-    def rerank_scores(self, users: np.ndarray, histories: list[np.ndarray], blend: float | None = None) -> np.ndarray:
-        """Full-catalogue scores: candidates by ranker + blend · retriever, above every other item in retriever order."""
+    def rerank_scores(self, users: np.ndarray, histories: list[np.ndarray], blend: float | None = None,
+                      prompts: list[str] | None = None) -> np.ndarray:
+        """Full-catalogue scores: candidates by ranker + blend · retriever, above every other item in retriever order.
+        `prompts` (one per row of `users`): what the ranker's LM reads instead of the users' own prompts; the
+        retriever's candidates and the recent items still come from `histories`."""
         blend = self.blend if blend is None else blend
         scores, items, retriever_logp = self.candidates(users, histories)
         rows = [histories[u] for u in users]
         with torch.no_grad():
-            logits = torch.cat([self.ranker_logits(rows[i : i + 128], items[i : i + 128]) for i in range(0, len(users), 128)])
+            logits = torch.cat([
+                self.ranker_logits(rows[i : i + 128], items[i : i + 128], None if prompts is None else prompts[i : i + 128])
+                for i in range(0, len(users), 128)
+            ])
         final = torch.log_softmax(logits, dim=1).numpy() + blend * retriever_logp
         # Others keep the retriever's order, strictly below every candidate (seen items stay -inf: the caller masks).
         order = np.argsort(-scores, axis=1, kind="stable")
@@ -174,6 +185,11 @@ class LMRerank:
 
     def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
         return self.rerank_scores(users, histories)
+
+    def score_prompts(self, users: np.ndarray, histories: list[np.ndarray], prompts: list[str]) -> np.ndarray:
+        """`score` with the ranker reading `prompts` (`base.PromptRecommender`): only the order within the
+        retriever's candidates can change."""
+        return self.rerank_scores(users, histories, prompts=prompts)
 
     # --- fit --------------------------------------------------------------------------------------------------------
 

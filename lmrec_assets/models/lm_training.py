@@ -147,11 +147,18 @@ class NextItemLM:
         self.encoder = self.build_encoder()
         return train_next_item(self, data)
 
-    @torch.no_grad()
     def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+        return self.score_prompts(users, histories, self.user_prompts(users, histories))
+
+    def user_prompts(self, users: np.ndarray, histories: list[np.ndarray]) -> list[str]:
+        """The prompt each user is scored with (`base.PromptRecommender`)."""
+        return history_prompts(histories, users, self.item_titles, self.params.template, self.params.max_history_items)
+
+    @torch.no_grad()
+    def score_prompts(self, users: np.ndarray, histories: list[np.ndarray], prompts: list[str]) -> np.ndarray:
+        """Scores of row j from `prompts[j]` alone (the head reads nothing else; seen items are masked by callers)."""
         was_training = self.encoder.training
         self.encoder.eval()
-        prompts = history_prompts(histories, users, self.item_titles, self.params.template, self.params.max_history_items)
         step = self.params.eval_batch_size
         scores = torch.cat([self.head(self.embed(prompts[i : i + step])) for i in range(0, len(prompts), step)])
         self.encoder.train(was_training)

@@ -61,7 +61,14 @@ class ZeroShotPrompt:
                          valid_ndcg_at_10=ndcg, curve=curve)
 
     def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
-        prompts = history_prompts(histories, users, self.item_titles, self.params.template, self.max_history_items)
+        return self.score_prompts(users, histories, self.user_prompts(users, histories))
+
+    def user_prompts(self, users: np.ndarray, histories: list[np.ndarray]) -> list[str]:
+        """The prompt each user is scored with (`base.PromptRecommender`)."""
+        return history_prompts(histories, users, self.item_titles, self.params.template, self.max_history_items)
+
+    def score_prompts(self, users: np.ndarray, histories: list[np.ndarray], prompts: list[str]) -> np.ndarray:
+        """Cosine of each prompt's embedding (cached by text) with every item's."""
         vectors, _ = encode_texts(prompts, self.params.lm)
         return vectors @ self.item_vectors.T
 

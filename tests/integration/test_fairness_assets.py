@@ -10,7 +10,7 @@ import pytest
 from dagster import AssetCheckSeverity
 
 from lmrec_assets.evaluation.explanations import EMPTY_HISTORY
-from lmrec_assets.evaluation.fairness_assets import COUNTERFACTUAL_ATTRIBUTES, ITEM_KS, USER_ATTRIBUTES
+from lmrec_assets.evaluation.fairness_assets import COUNTERFACTUAL_ATTRIBUTES, COUNTERFACTUAL_MODELS, ITEM_KS, USER_ATTRIBUTES
 from lmrec_assets.evaluation.published_explanations import load_catalogue, recommendation_explanations
 from lmrec_assets.evaluation.report import FIGURES
 from lmrec_assets.models.assets import MODELS
@@ -63,23 +63,30 @@ def test_planted_gender_gap_is_detected_for_the_best_model(demo):
     assert summary[0] == "F" and summary[1] == pytest.approx(ndcg["M"] - ndcg["F"]) and 0 < summary[2] <= 1
 
 
-def test_counterfactual_rows_for_the_prompt_model(demo):
+def test_counterfactual_rows_for_every_prompt_model(demo):
     _, con, _ = demo
     rows = con.execute(
-        "select attribute, \"group\", metric, k, value, n_users from evaluation.fairness_metrics where side = 'counterfactual'"
+        "select model, attribute, \"group\", metric, k, value, n_users from evaluation.fairness_metrics "
+        "where side = 'counterfactual'"
     ).df()
-    assert set(rows.attribute) == set(COUNTERFACTUAL_ATTRIBUTES)
-    assert (rows.n_users == 40).all()  # quick_training_config caps the sample
-    summary = rows[rows.group == "all"]
-    for attribute in COUNTERFACTUAL_ATTRIBUTES:
-        metrics = set(summary[summary.attribute == attribute].metric)
-        assert {"snsr_jaccard", "snsv_jaccard", "snsr_serp", "snsv_serp", "snsr_prag", "snsv_prag"} <= metrics
-    assert summary.value.between(0, 1).all()
-    per_value = rows[rows.group != "all"]
-    assert set(per_value[per_value.attribute == "gender"].group) == {"F", "M"}
-    assert per_value.value.between(0, 1).all()
-    models = con.execute("select distinct model from evaluation.fairness_metrics where side = 'counterfactual'").fetchall()
-    assert models == [("zero_shot_prompt",)]
+    assert set(rows.model) == set(COUNTERFACTUAL_MODELS) == {
+        "zero_shot_prompt", "lm_finetune", "lm_prompt_tuning", "generative_p5", "lm_rerank"}
+    for model, part in rows.groupby("model"):
+        assert set(part.attribute) == set(COUNTERFACTUAL_ATTRIBUTES), model
+        assert (part.n_users == 40).all(), model  # quick_training_config caps the sample: the same for every model
+        summary = part[part.group == "all"]
+        for attribute in COUNTERFACTUAL_ATTRIBUTES:
+            metrics = set(summary[summary.attribute == attribute].metric)
+            assert {"snsr_jaccard", "snsv_jaccard", "snsr_serp", "snsv_serp", "snsr_prag", "snsv_prag"} <= metrics
+        assert summary.value.between(0, 1).all(), model
+        per_value = part[part.group != "all"]
+        assert set(per_value[per_value.attribute == "gender"].group) == {"F", "M"}, model
+        assert per_value.value.between(0, 1).all(), model
+    # Every prompt model has finite SNSR/SNSV in the summary view; the others have none.
+    summary = con.execute("select * from evaluation.fairness_summary").df().set_index("model")
+    columns = [f"{a}_{m}_jaccard_at_10" for a in COUNTERFACTUAL_ATTRIBUTES for m in ("snsr", "snsv")]
+    assert summary.loc[list(COUNTERFACTUAL_MODELS), columns].notna().all().all()
+    assert summary.drop(index=list(COUNTERFACTUAL_MODELS))[columns].isna().all().all()
 
 
 def test_tradeoff_table_and_lambda_choice(demo):
