@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from dagster import AssetExecutionContext, AssetKey, AssetSpec, DataVersion, Output
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from dagster_dbt import (
+    DagsterDbtProjectPreparer,
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 
 from lmrec_assets.lineage import latest_artifacts, record_artifact
 from lmrec_assets.resources import WarehouseResource
@@ -18,10 +25,23 @@ from lmrec_assets.warehouse import WAREHOUSE_POOL, relation_metadata
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+# The venv's dbt, even when the venv is not activated (e.g. `.venv/bin/dagster dev`): this interpreter's own first.
+_VENV_DBT = Path(sys.executable).with_name("dbt")
+DBT_EXECUTABLE = str(_VENV_DBT) if _VENV_DBT.is_file() else (shutil.which("dbt") or "dbt")
+
+
+class VenvDbtPreparer(DagsterDbtProjectPreparer):
+    """dagster-dbt's preparer runs a bare `dbt`, found only on an activated venv's PATH; this one runs DBT_EXECUTABLE
+    (the project has no packages, so parsing is the whole preparation)."""
+
+    def prepare(self, project: DbtProject) -> None:
+        DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE).cli(
+            ["parse", "--quiet"], target_path=project.target_path
+        ).wait()
+
+
 # `dagster dev` re-parses on start; CLI runs and tests use the manifest that `make` (or the test fixture) prepared.
-dbt_project.prepare_if_dev()
-# The venv's dbt, even when the venv is not activated (e.g. `.venv/bin/dagster dev`).
-DBT_EXECUTABLE = shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))
+VenvDbtPreparer().prepare_if_dev(dbt_project)
 
 
 class LmrecDbtTranslator(DagsterDbtTranslator):
