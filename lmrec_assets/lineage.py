@@ -78,11 +78,13 @@ def record_artifact(
     parent_keys: Iterable[str],
     path: Path | None = None,
     details: dict | None = None,
+    source: tuple[str, str] | None = None,
 ) -> str:
     """Write one lineage row (call inside the transaction that writes the artifact). Returns its artifact id.
 
     `path` may be a file or a folder (all files inside are hashed); `details` holds anything else worth keeping,
-    e.g. the base LM and its weights' sha256 for a language model.
+    e.g. the base LM and its weights' sha256 for a language model. `source` = (file or generator name, sha256) of
+    an input batch that is hashed already (ingestion), recorded as is. A single file's sha256 is the file's own.
     """
     con.execute("create schema if not exists lineage")
     con.execute(_DDL)
@@ -99,8 +101,8 @@ def record_artifact(
         "code_version": code_version or "",
         "input_versions": json.dumps(dict(zip(parents["asset_key"], parents["version"])), sort_keys=True),
         "parent_artifact_ids": json.dumps(sorted(parents["artifact_id"])),
-        "file_path": str(path) if path is not None else None,
-        "sha256": hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest() if files else None,
+        "file_path": str(path) if path is not None else (source[0] if source else None),
+        "sha256": _digest(path, files) if files else (source[1] if source else None),
         "files": json.dumps(files, sort_keys=True) if files else None,
         "details": json.dumps(details or {}, sort_keys=True, default=str),
         "created_at": datetime.now(timezone.utc).replace(tzinfo=None),
@@ -109,8 +111,15 @@ def record_artifact(
     return artifact_id
 
 
+def _digest(path: Path, files: dict[str, str]) -> str:
+    """A file's sha256 (what `sha256sum` prints); for a folder, the sha256 of its {name: sha256} listing."""
+    if not Path(path).is_dir() and len(files) == 1:
+        return next(iter(files.values()))
+    return hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+
+
 def create_views(con: duckdb.DuckDBPyConnection, table: str = TABLE, view: str = "lineage.artifact_ancestry") -> None:
-    """`view`: every (artifact, ancestor) pair of `table` with its distance, for provenance questions."""
+    """`view`: every (artifact, ancestor) pair of `table`, once, with its shortest distance (0 = the artifact)."""
     con.execute(
         f"""
         create or replace view {view} as
@@ -124,8 +133,9 @@ def create_views(con: duckdb.DuckDBPyConnection, table: str = TABLE, view: str =
             ) as p on p.artifact_id = w.ancestor_id
             where w.depth < 20
         )
-        select distinct w.artifact_id, w.depth, a.*
-        exclude (artifact_id), a.artifact_id as ancestor_id
-        from walk as w join {table} as a on a.artifact_id = w.ancestor_id
+        -- an ancestor reached along several paths is listed once, at its shortest distance
+        select w.artifact_id, w.depth, a.* exclude (artifact_id), a.artifact_id as ancestor_id
+        from (select artifact_id, ancestor_id, min(depth) as depth from walk group by all) as w
+        join {table} as a on a.artifact_id = w.ancestor_id
         """
     )

@@ -219,9 +219,12 @@ def _build(con, publish_id: str, published_at: datetime) -> tuple[pd.DataFrame, 
             """
             create view recommendation_lineage as
             select r.model, r.user_id, a.depth, a.asset_key, a.version, a.run_id, a.code_version, a.file_path,
-                   a.sha256, a.details, a.created_at
+                   a.sha256, a.details, a.created_at, a.ancestor_id
             from (select distinct model, model_version, user_id from recommendations) as r
-            join lineage_artifacts as m on m.asset_key = r.model and m.version = r.model_version
+            join (  -- the newest row of each version (a version is recorded again only after an interrupted run)
+                select * from lineage_artifacts
+                qualify row_number() over (partition by asset_key, version order by created_at desc) = 1
+            ) as m on m.asset_key = r.model and m.version = r.model_version
             join artifact_ancestry as a on a.artifact_id = m.artifact_id
             """
         )
