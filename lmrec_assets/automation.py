@@ -28,7 +28,8 @@ refresh_job = define_asset_job(
     "refresh_all",
     selection=AssetSelection.all() - AssetSelection.groups("experiments"),  # experiments run on demand only
     description="Ingest (snapshot + landing folder) → dbt → models → recommendations → evaluation → publish. "
-    "Unchanged work is skipped: a refresh without new data re-uses every artifact.",
+    "Unchanged work is not redone: a refresh without new data re-uses every artifact, re-reports its metadata, "
+    "re-runs the checks and leaves the serving file as it is.",
     # Transient failures (a locked file, a busy machine) get two more tries, 30 s then 60 s later.
     op_retry_policy=RetryPolicy(max_retries=2, delay=30, backoff=Backoff.EXPONENTIAL),
 )

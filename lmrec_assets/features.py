@@ -9,19 +9,39 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetKey, AssetSpec, DataVersion, Output
-from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, DbtCliResource, DbtProject, dbt_assets
+from dagster import AssetExecutionContext, AssetKey, AssetSpec, Output
+from dagster_dbt import (
+    DagsterDbtProjectPreparer,
+    DagsterDbtTranslator,
+    DagsterDbtTranslatorSettings,
+    DbtCliResource,
+    DbtProject,
+    dbt_assets,
+)
 
-from lmrec_assets.lineage import latest_artifacts, record_artifact
+from lmrec_assets.lineage import MATERIALIZED_IN_RUN, latest_artifacts, previous_metadata, record_artifact
 from lmrec_assets.resources import WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL, relation_metadata
 
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 dbt_project = DbtProject(project_dir=DBT_PROJECT_DIR, profiles_dir=DBT_PROJECT_DIR)
+# The venv's dbt, even when the venv is not activated (e.g. `.venv/bin/dagster dev`): this interpreter's own first.
+_VENV_DBT = Path(sys.executable).with_name("dbt")
+DBT_EXECUTABLE = str(_VENV_DBT) if _VENV_DBT.is_file() else (shutil.which("dbt") or "dbt")
+
+
+class VenvDbtPreparer(DagsterDbtProjectPreparer):
+    """dagster-dbt's preparer runs a bare `dbt`, found only on an activated venv's PATH; this one runs DBT_EXECUTABLE
+    (the project has no packages, so parsing is the whole preparation)."""
+
+    def prepare(self, project: DbtProject) -> None:
+        DbtCliResource(project_dir=project, dbt_executable=DBT_EXECUTABLE).cli(
+            ["parse", "--quiet"], target_path=project.target_path
+        ).wait()
+
+
 # `dagster dev` re-parses on start; CLI runs and tests use the manifest that `make` (or the test fixture) prepared.
-dbt_project.prepare_if_dev()
-# The venv's dbt, even when the venv is not activated (e.g. `.venv/bin/dagster dev`).
-DBT_EXECUTABLE = shutil.which("dbt") or str(Path(sys.executable).with_name("dbt"))
+VenvDbtPreparer().prepare_if_dev(dbt_project)
 
 
 class LmrecDbtTranslator(DagsterDbtTranslator):
@@ -51,21 +71,40 @@ def dbt_features(context: AssetExecutionContext, dbt: DbtCliResource, warehouse:
     with warehouse.connect() as con:
         planned = planned_versions(con, manifest)
         recorded = latest_artifacts(con, selected)
+    # dbt profiles read only environment variables, so the resource's path is handed over this way.
+    os.environ["LMREC_WAREHOUSE"] = str(Path(warehouse.path).resolve())
     if set(recorded["asset_key"]) == selected and all(
         planned[name] == version for name, version in zip(recorded["asset_key"], recorded["version"])
     ):
-        # Same SQL, same raw batches: every table would come out identical, so nothing is rebuilt.
-        context.log.info("dbt models unchanged (same SQL and same raw batches): skipping dbt build")
-        for name in (name for name in planned if name in selected):  # planned is in dependency order
-            yield Output(
-                None, output_name=context.assets_def.get_output_name_for_asset_key(AssetKey(name)),
-                data_version=DataVersion(planned[name]), metadata={"outcome": "skipped: unchanged"},
-            )
+        # Same SQL, same raw batches: every table would come out identical, so nothing is rebuilt and no lineage row
+        # is added. The tables are still described as they are now and the dbt tests still run against them, so the
+        # UI shows real row counts and real test results for this refresh, and no blocking check goes without a
+        # result. No data_version is passed (a beta argument of Output): Dagster derives the same one as a build's,
+        # from the code version and the upstream data versions.
+        context.log.info("dbt models unchanged (same SQL and same raw batches): `dbt test` instead of `dbt build`")
+        artifact_ids = dict(zip(recorded["asset_key"], recorded["artifact_id"]))
+        runs = dict(zip(recorded["asset_key"], recorded["run_id"]))
+        with warehouse.connect(read_only=True) as con:
+            outputs = [
+                Output(
+                    None, output_name=context.assets_def.get_output_name_for_asset_key(AssetKey(node["name"])),
+                    metadata={
+                        # what dbt reported when it built this version, with the table as it is now on top
+                        **(previous_metadata(context.instance, node["name"], run_id=runs[node["name"]]) or {}),
+                        **relation_metadata(con, f'{node["schema"]}.{node["alias"]}'),
+                        "outcome": "unchanged (same SQL and raw batches): not rebuilt; dbt tests re-run",
+                        MATERIALIZED_IN_RUN: runs[node["name"]],
+                        "lineage_artifact_id": artifact_ids[node["name"]],
+                    },
+                )
+                for node in _selected_models(manifest, selected, planned)
+            ]
+        yield from outputs
+        yield from dbt.cli(["test"], context=context.op_execution_context).stream()
         return
 
-    # dbt profiles read only environment variables, so the resource's path is handed over this way.
-    os.environ["LMREC_WAREHOUSE"] = str(Path(warehouse.path).resolve())
-    invocation = dbt.cli(["build"], context=context)
+    # The op context: dagster-dbt reads `context.op`, deprecated on the asset context (a DeprecationWarning per run).
+    invocation = dbt.cli(["build"], context=context.op_execution_context)
     # Collect first: the dbt process holds DuckDB's write lock until it exits, and only then can the tables be read
     # back for the row count, column schema and preview that every asset shows in the UI.
     events = list(invocation.stream())
@@ -108,6 +147,12 @@ def planned_versions(con, manifest: Mapping[str, Any]) -> dict[str, str]:
         if node["resource_type"] == "model":
             version_of(unique_id)
     return versions
+
+
+def _selected_models(manifest: Mapping[str, Any], selected: set[str], planned: Mapping[str, str]) -> list:
+    """The selected dbt models' manifest nodes, parents first."""
+    nodes = {node["name"]: node for node in manifest["nodes"].values() if node["resource_type"] == "model"}
+    return [nodes[name] for name in planned if name in selected and name in nodes]
 
 
 def _record_lineage(con, node: Mapping[str, Any], manifest: Mapping[str, Any], version: str, run_id: str) -> str:

@@ -9,7 +9,7 @@ from dagster import AssetExecutionContext, Config, DataVersion, MaterializeResul
 
 from lmrec_assets.automation import PUBLISHED_FRESHNESS
 from lmrec_assets.evaluation.ranking import batches, masked_scores, top_k
-from lmrec_assets.lineage import create_views, record_artifact, unchanged
+from lmrec_assets.lineage import create_views, record_artifact, reuse_if_unchanged
 from lmrec_assets.models.assets import MODELS
 from lmrec_assets.models.base import Recommender, SplitData
 from lmrec_assets.models.data import load_split_data
@@ -56,9 +56,8 @@ def recommendations(context: AssetExecutionContext, config: RecommendationsConfi
     with warehouse.connect(read_only=True) as con:
         registry = latest_versions(con, list(MODELS))
         version = _version(registry, config.k)
-        if unchanged(con, "recommendations", version):
-            context.log.info(f"recommendations {version} already made from these model versions: skipping")
-            return MaterializeResult(data_version=DataVersion(version), metadata={"outcome": "skipped: unchanged"})
+        if reused := reuse_if_unchanged(context, con, "recommendations", version, "same model versions"):
+            return reused
         data = load_split_data(con)
     generated_at = datetime.now(timezone.utc).replace(tzinfo=None)
     per_model = []

@@ -12,16 +12,18 @@ whose checks pass — the `recommendations_quality` rules applied to each model'
 so the test metrics stay an unbiased report of it.
 """
 
+import hashlib
 import os
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Config, DataVersion, MaterializeResult, MetadataValue, asset
+from pydantic import Field
 
 from lmrec_assets.automation import PUBLISHED_FRESHNESS
-from lmrec_assets.evaluation.fairness_assets import FairnessThresholdsConfig, threshold_outcomes
+from lmrec_assets.evaluation.fairness_assets import FairnessThresholdsConfig, resolved_thresholds, threshold_outcomes
 from lmrec_assets.evaluation.published_explanations import (
     explanation_quality,
     held_out_feature_matching,
@@ -29,7 +31,7 @@ from lmrec_assets.evaluation.published_explanations import (
     recommendation_explanations,
 )
 from lmrec_assets.evaluation.quality import _RECS_LISTS_SQL, _RECS_ROWS_SQL
-from lmrec_assets.lineage import create_views, record_artifact
+from lmrec_assets.lineage import create_views, record_artifact, reuse_if_unchanged
 from lmrec_assets.resources import ServingResource, WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL, quote_identifier, table_exists
 
@@ -67,6 +69,11 @@ CATALOGUE = [
 ]
 
 
+class PublishConfig(Config):
+    force: bool = Field(False, description="Publish even when nothing it publishes has changed according to lineage "
+                        "(e.g. after warehouse tables were edited by hand).")
+
+
 @asset(
     group_name="serving",
     deps=["recommendations", "evaluation_metrics", "generation_metrics", "fairness_metrics"],
@@ -81,12 +88,20 @@ CATALOGUE = [
     freshness_policy=PUBLISHED_FRESHNESS,
 )
 def published_recommendations(
-    context: AssetExecutionContext, warehouse: WarehouseResource, serving: ServingResource
+    context: AssetExecutionContext, config: PublishConfig, warehouse: WarehouseResource, serving: ServingResource
 ) -> MaterializeResult:
     final = Path(serving.path)
     final.parent.mkdir(parents=True, exist_ok=True)
     for leftover in final.parent.glob(f".{final.name}.*.tmp*"):  # from a killed publish (publishes never overlap: pool)
         leftover.unlink()
+    with warehouse.connect(read_only=True) as con:
+        version = publish_version(con)
+        if final.is_file() and not config.force and (reused := reuse_if_unchanged(
+            context, con, "published_recommendations", version,
+            "nothing it publishes has changed since the last publish: the serving file is not rewritten",
+            current={"serving_path": MetadataValue.path(str(final))},
+        )):
+            return reused
     staging = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
     publish_id = context.run_id
     published_at = datetime.now(timezone.utc).replace(tzinfo=None)
@@ -102,14 +117,15 @@ def published_recommendations(
             con.execute("detach serving")
             os.replace(staging, final)  # the atomic publish: readers holding the old file keep reading it
             con.begin()
-            record_artifact(con, asset_key="published_recommendations", version=publish_id[:16], run_id=context.run_id,
+            record_artifact(con, asset_key="published_recommendations", version=version, run_id=context.run_id,
                             code_version=CODE_VERSION,
                             parent_keys=["recommendations", "evaluation_metrics", "generation_metrics", "fairness_metrics"], path=final)
             con.commit()
     finally:
         staging.unlink(missing_ok=True)
         staging.with_name(staging.name + ".wal").unlink(missing_ok=True)
-    return MaterializeResult(metadata={
+    return MaterializeResult(data_version=DataVersion(version), metadata={
+        "outcome": "published",
         "serving_path": MetadataValue.path(str(final)),
         "publish_id": publish_id,
         "dagster/row_count": counts["recommendations"],
@@ -120,6 +136,18 @@ def published_recommendations(
         "champion_reason": champion["reason"] if champion else "",
         "champion_candidates": MetadataValue.md(candidates.round(4).to_markdown(index=False)),
     })
+
+
+def publish_version(con) -> str:
+    """What a publish would contain: every lineage row it copies (each asset whose data it publishes adds one when
+    that data changes), the champion rules' thresholds and this code. Equal versions mean an identical serving file."""
+    artifacts = con.execute(
+        "select coalesce(string_agg(artifact_id, ',' order by artifact_id), '') from lineage.artifacts "
+        "where asset_key <> 'published_recommendations'"
+    ).fetchone()[0] if table_exists(con, "lineage.artifacts") else ""
+    thresholds = resolved_thresholds(FairnessThresholdsConfig())
+    payload = f"{CODE_VERSION}|{thresholds}|{artifacts}"
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def _build(con, publish_id: str, published_at: datetime) -> tuple[pd.DataFrame, dict | None]:
@@ -219,9 +247,12 @@ def _build(con, publish_id: str, published_at: datetime) -> tuple[pd.DataFrame, 
             """
             create view recommendation_lineage as
             select r.model, r.user_id, a.depth, a.asset_key, a.version, a.run_id, a.code_version, a.file_path,
-                   a.sha256, a.details, a.created_at
+                   a.sha256, a.details, a.created_at, a.ancestor_id
             from (select distinct model, model_version, user_id from recommendations) as r
-            join lineage_artifacts as m on m.asset_key = r.model and m.version = r.model_version
+            join (  -- the newest row of each version (a version is recorded again only after an interrupted run)
+                select * from lineage_artifacts
+                qualify row_number() over (partition by asset_key, version order by created_at desc) = 1
+            ) as m on m.asset_key = r.model and m.version = r.model_version
             join artifact_ancestry as a on a.artifact_id = m.artifact_id
             """
         )

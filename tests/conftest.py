@@ -40,10 +40,18 @@ def dbt_manifest() -> Path:
 
 
 @pytest.fixture(scope="session")
-def demo_pipeline(tmp_path_factory, dbt_manifest):
+def demo_instance():
+    """The Dagster instance (in memory) that recorded `demo_pipeline`'s run, for tests of a later refresh."""
+    from dagster import DagsterInstance
+
+    return DagsterInstance.ephemeral()
+
+
+@pytest.fixture(scope="session")
+def demo_pipeline(tmp_path_factory, dbt_manifest, demo_instance):
     """The whole graph materialized once on a tiny demo (real DuckDB, dbt, Dagster); tests must not modify it."""
     from tests.integration.pipeline import materialize_all, quick_training_config
 
     data_dir = tmp_path_factory.mktemp("demo_pipeline")
-    result = materialize_all(data_dir, run_config=quick_training_config())
+    result = materialize_all(data_dir, instance=demo_instance, run_config=quick_training_config())
     return result, data_dir

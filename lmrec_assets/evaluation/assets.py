@@ -7,7 +7,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
 from lmrec_assets.evaluation.ranking import PROTOCOL, evaluate_segments
-from lmrec_assets.lineage import record_artifact, unchanged
+from lmrec_assets.lineage import record_artifact, reuse_if_unchanged
 from lmrec_assets.models.cards import evaluation_section, set_section
 from lmrec_assets.models.assets import MODELS
 from lmrec_assets.models.data import load_split_data
@@ -37,9 +37,8 @@ def evaluation_metrics(context: AssetExecutionContext, warehouse: WarehouseResou
         version = hashlib.sha256(
             f"{CODE_VERSION}|{sorted(zip(registry['model'], registry['model_version']))}".encode()
         ).hexdigest()[:16]
-        if unchanged(con, "evaluation_metrics", version):
-            context.log.info(f"evaluation {version} already computed for these model versions: skipping")
-            return MaterializeResult(data_version=DataVersion(version), metadata={"outcome": "skipped: unchanged"})
+        if reused := reuse_if_unchanged(context, con, "evaluation_metrics", version, "same model versions"):
+            return reused
         data = load_split_data(con)
     evaluated_at = datetime.now(timezone.utc).replace(tzinfo=None)
     frames = []

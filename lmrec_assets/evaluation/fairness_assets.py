@@ -49,7 +49,7 @@ from lmrec_assets.evaluation.quality import SEVERITY_ENV_PREFIX
 from lmrec_assets.evaluation.quality import _read as read_warehouse  # read-only unless this process holds it open
 from lmrec_assets.evaluation.ranking import batches, mask_seen, masked_scores, target_ranks, top_k
 from lmrec_assets.evaluation.rerank import rerank
-from lmrec_assets.lineage import latest_artifacts, record_artifact, unchanged
+from lmrec_assets.lineage import latest_artifacts, record_artifact, reuse_if_unchanged
 from lmrec_assets.models.assets import MODELS
 from lmrec_assets.models.base import PromptRecommender, Recommender, Split, SplitData
 from lmrec_assets.models.cards import fairness_section, set_section
@@ -331,9 +331,8 @@ def fairness_metrics(context: AssetExecutionContext, config: FairnessConfig, war
         recs_version = latest_artifacts(con, ["recommendations"])["version"].tolist()
         version = content_version(METRICS_CODE_VERSION, sorted(zip(registry["model"], registry["model_version"])),
                                   config.model_dump(), recs_version, attributes_fingerprint(con))
-        if unchanged(con, "fairness_metrics", version):
-            context.log.info(f"fairness metrics {version} already computed for these models and lists: skipping")
-            return MaterializeResult(data_version=DataVersion(version), metadata={"outcome": "skipped: unchanged"})
+        if reused := reuse_if_unchanged(context, con, "fairness_metrics", version, "same models and lists"):
+            return reused
         data = load_split_data(con)
         attributes = user_attributes(con, data.user_ids)
         recs = con.execute(
@@ -590,9 +589,8 @@ def exposure_reranking(context: AssetExecutionContext, config: ExposureReranking
         registry = latest_versions(con, list(MODELS))
         version = content_version(CODE_VERSION, sorted(zip(registry["model"], registry["model_version"])),
                                   config.model_dump(), attributes_fingerprint(con))
-        if unchanged(con, "exposure_reranking", version):
-            context.log.info(f"trade-off {version} already computed for these model versions: skipping")
-            return MaterializeResult(data_version=DataVersion(version), metadata={"outcome": "skipped: unchanged"})
+        if reused := reuse_if_unchanged(context, con, "exposure_reranking", version, "same model versions"):
+            return reused
         data = load_split_data(con)
         attributes = user_attributes(con, data.user_ids)
     counts = train_item_counts(data)

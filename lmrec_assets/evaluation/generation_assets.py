@@ -24,7 +24,7 @@ from dagster import AssetExecutionContext, Config, DataVersion, MaterializeResul
 
 from lmrec_assets.evaluation.generation import feature_metrics, text_metrics
 from lmrec_assets.evaluation.ranking import PROTOCOL, evaluate
-from lmrec_assets.lineage import record_artifact, unchanged
+from lmrec_assets.lineage import record_artifact, reuse_if_unchanged
 from lmrec_assets.models.base import SplitData
 from lmrec_assets.models.data import load_split_data
 from lmrec_assets.models.generative_p5 import GenerativeP5, explanation_target, render
@@ -109,9 +109,8 @@ def generation_metrics(context: AssetExecutionContext, config: GenerationMetrics
         version = hashlib.sha256(
             f"{CODE_VERSION}|{sorted(zip(registry['model'], registry['model_version']))}|{config.model_dump_json()}".encode()
         ).hexdigest()[:16]
-        if unchanged(con, "generation_metrics", version):
-            context.log.info(f"generation metrics {version} already computed for these model versions: skipping")
-            return MaterializeResult(data_version=DataVersion(version), metadata={"outcome": "skipped: unchanged"})
+        if reused := reuse_if_unchanged(context, con, "generation_metrics", version, "same model versions and config"):
+            return reused
         data = load_split_data(con)
         categories = con.execute("select categories from marts.dim_items order by item_id").df()["categories"]
     item_categories = [[c.strip() for c in (value or "").split("|") if c.strip()] for value in categories]

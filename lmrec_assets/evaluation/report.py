@@ -18,7 +18,7 @@ from dagster import AssetExecutionContext, DataVersion, MaterializeResult, Metad
 
 from lmrec_assets.evaluation.fairness import lorenz_curve
 from lmrec_assets.evaluation.fairness_assets import ALL, COUNTERFACTUAL_ATTRIBUTES, USER_ATTRIBUTES, content_version
-from lmrec_assets.lineage import latest_artifacts, record_artifact, unchanged
+from lmrec_assets.lineage import latest_artifacts, record_artifact, reuse_if_unchanged
 from lmrec_assets.resources import ArtifactStoreResource, WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL
 
@@ -366,9 +366,8 @@ def fairness_report(
     with warehouse.connect(read_only=True) as con:
         parents = latest_artifacts(con, PARENTS)
         version = content_version(CODE_VERSION, sorted(zip(parents["asset_key"], parents["version"])))
-        if unchanged(con, "fairness_report", version):
-            context.log.info(f"fairness report {version} already written from these evaluations: skipping")
-            return MaterializeResult(data_version=DataVersion(version), metadata={"outcome": "skipped: unchanged"})
+        if reused := reuse_if_unchanged(context, con, "fairness_report", version, "same evaluations"):
+            return reused
         data = load_report_data(con)
     folder = artifacts.reports_dir / "fairness" / version
     inline = write_report(data, folder)

@@ -65,7 +65,7 @@ def raw_tables(context: AssetExecutionContext, dataset: DatasetResource, warehou
                 record_artifact(
                     con, asset_key=f"raw_{entity}", version=versions[entity], run_id=context.run_id,
                     code_version=CODE_VERSION, parent_keys=[],
-                    path=Path(raw.source_file) if raw is not None and Path(raw.source_file).is_file() else None,
+                    source=(raw.source_file, raw.sha256) if raw is not None else None,
                     details={"source_file": raw.source_file if raw else "", "sha256": raw.sha256 if raw else "",
                              "n_read": checked.n_read if checked else 0,
                              "increments": list(increments.get("batch_id", [])) if entity == "interactions" else []},

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, DataVersion, MaterializeResult, MetadataValue, asset
 
-from lmrec_assets.lineage import record_artifact
+from lmrec_assets.lineage import record_artifact, reuse
 from lmrec_assets.models import profiles
 from lmrec_assets.models.base import FitReport, ModelParams, Recommender
 from lmrec_assets.models.cards import card_path, training_card, write_card
@@ -133,14 +133,11 @@ def build_model_asset(name: str) -> AssetsDefinition:
         version = model_version(name, model_class.code_version, versioned, data.fingerprint)
         if (existing := registered(warehouse, name, version)) is not None:
             # Same code, config and training data: the saved artifact is exactly what training would produce.
-            context.log.info(f"{name} {version} is already trained ({existing}); skipping training")
             card = card_path(existing)
-            return MaterializeResult(
-                data_version=DataVersion(version),
-                metadata={"model_version": version, "outcome": "skipped: unchanged", "artifact_path": MetadataValue.path(existing),
-                          **profile_metadata,
-                          **({"model_card": MetadataValue.md(card.read_text())} if card.is_file() else {})},
-            )
+            return reuse(context, name, version, f"already trained, {existing}", current={
+                "model_version": version, "artifact_path": MetadataValue.path(existing), **profile_metadata,
+                **({"model_card": MetadataValue.md(card.read_text())} if card.is_file() else {}),
+            })
         model = model_class(params)
         if upstream_models:
             model.attach_retrievers({m: load_model(m, path) for m, (_, path) in upstream_models.items()})

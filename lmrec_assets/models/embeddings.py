@@ -11,7 +11,7 @@ import json
 from dagster import AssetExecutionContext, Config, DataVersion, MaterializeResult, MetadataValue, asset
 from safetensors.numpy import save_file
 
-from lmrec_assets.lineage import record_artifact, unchanged
+from lmrec_assets.lineage import record_artifact, reuse_if_unchanged
 from lmrec_assets.models.text import BUNDLED_LM, encode_texts
 from lmrec_assets.resources import ArtifactStoreResource, WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL
@@ -48,9 +48,9 @@ def item_embeddings(
     item_ids, texts = items["item_id"].astype(str).tolist(), items["item_text"].tolist()
     version = embeddings_version(config.lm, item_ids, texts)
     with warehouse.connect(read_only=True) as con:
-        if unchanged(con, "item_embeddings", version):
-            context.log.info(f"item_embeddings {version}: same LM and same item texts, skipping")
-            return MaterializeResult(data_version=DataVersion(version), metadata={"version": version, "outcome": "skipped: unchanged"})
+        if reused := reuse_if_unchanged(context, con, "item_embeddings", version, "same LM and item texts",
+                                        current={"version": version}):
+            return reused
     context.log.info(f"encoding {len(texts)} item texts with {config.lm} (cached texts are reused)")
     vectors, n_new = encode_texts(texts, config.lm, log=context.log.info)
     path = artifacts.model_dir("item_embeddings", version)

@@ -21,6 +21,10 @@ from lmrec_assets.resources import (
 )
 
 
+# A publish although nothing changed according to lineage (unchanged data leaves the serving file as it is).
+FORCE_PUBLISH = {"ops": {"published_recommendations": {"config": {"force": True}}}}
+
+
 def resources_for(data_dir: Path, **dataset) -> dict:
     return {
         "warehouse": WarehouseResource(path=str(data_dir / "warehouse" / "lmrec.duckdb")),

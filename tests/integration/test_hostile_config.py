@@ -10,7 +10,7 @@ from dagster import DagsterInstance, materialize
 
 from lmrec_assets.definitions import all_assets
 from lmrec_assets.resources import WarehouseResource
-from tests.integration.pipeline import resources_for
+from tests.integration.pipeline import FORCE_PUBLISH, resources_for
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def test_publish_from_a_warehouse_with_a_hostile_file_name(demo_pipeline, tmp_pa
     resources = resources_for(tmp_path) | {"warehouse": WarehouseResource(path=str(hostile))}
 
     result = materialize(all_assets, resources=resources, instance=DagsterInstance.ephemeral(),
-                         selection=["published_recommendations"])
+                         selection=["published_recommendations"], run_config=FORCE_PUBLISH)
 
     assert result.success
     with duckdb.connect(str(hostile), read_only=True) as con:

@@ -13,7 +13,7 @@ import duckdb
 import pytest
 
 from lmrec_assets.definitions import all_assets
-from tests.integration.pipeline import materialize_all
+from tests.integration.pipeline import FORCE_PUBLISH, materialize_all
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +76,7 @@ def test_publish_is_atomic_for_a_reader_holding_a_connection(published):
     thread = threading.Thread(target=keep_reading)
     thread.start()
     try:
-        result = materialize_all(data_dir, selection=["published_recommendations"])
+        result = materialize_all(data_dir, selection=["published_recommendations"], run_config=FORCE_PUBLISH)
     finally:
         stop.set()
         thread.join()
