@@ -54,6 +54,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from lmrec_assets.models.base import FitReport, ModelParams, SplitData
+from lmrec_assets.models.lm_training import budget_clock, optimizer_epoch
 from lmrec_assets.models.text import BUNDLED_LM, resolve_lm
 from lmrec_assets.models.title_trie import TitleTrie, constrained_beam_search
 
@@ -337,21 +338,12 @@ class GenerativeP5:
         trainable = [q for q in self.model.parameters() if q.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=DEFAULT_LR[p.mode] if p.lr is None else p.lr, weight_decay=p.weight_decay)
         started, steps, curve = time.perf_counter(), 0, []
-        out_of_budget = lambda: (p.max_steps and steps >= p.max_steps) or time.perf_counter() - started > 60 * p.max_minutes  # noqa: E731
+        out_of_budget = budget_clock(p.max_minutes, p.max_steps)
         self.model.train()
         for epoch in range(1, p.max_epochs + 1):
-            if out_of_budget():
+            if out_of_budget(steps):
                 break
-            examples, losses = self._examples(data, rng), []
-            for start in range(0, len(examples), p.batch_size):
-                loss = self._loss(examples[start : start + p.batch_size])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
-                steps += 1
-                if out_of_budget():
-                    break
+            losses, steps = optimizer_epoch(self._examples(data, rng), p.batch_size, self._loss, optimizer, out_of_budget, steps)
             curve.append({"epoch": epoch, "steps": steps, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - started})
             log.info(f"{self.name} epoch {epoch}: {curve[-1]}")
         self.model.eval()

@@ -8,10 +8,11 @@ Ranker: the user's recent titles through the prompt template, encoded once by th
 (`ranker="lora"`), with a trainable soft prompt on the frozen LM (`ranker="prompt_tuning"`), or not adapted at all
 (`ranker="zero_shot"`, the baseline row). Each candidate is scored against that one encoding: cosine to the
 candidate's item-text vector / temperature + a per-item bias (late interaction).
-Why not a cross-encoder over (prompt, candidate text) pairs: on 2 CPU cores MiniLM reads a ~90-token pair in about
-4 ms forward (measured in `benchmarks/results/lm_rerank_cost.md`), so 50 candidates × 943 users is ~3 min per
-scoring pass and a training epoch over 4 cut points per user would be ~40 min with backward; the late-interaction
-ranker costs one prompt pass per user (50x less), at the price of candidates never attending to the prompt's tokens.
+Why not a cross-encoder over (prompt, candidate text) pairs: on 2 CPU cores MiniLM reads a ~80-token pair in
+9.6 ms forward and 35 ms forward + backward (`benchmarks/results/lm_rerank_cost.md`), so on ML-100K 50 candidates ×
+943 users is 451 s per scoring pass (over the 5-minute budget) and a training epoch over 4 cut points per user
+about 109 minutes; the late-interaction ranker costs one prompt pass per user (8 s to score everyone, 82 s an
+epoch), at the price of candidates never attending to the prompt's tokens.
 
 Training: cut points among the last `recent_positions` of every train sequence; the retriever's own top-N for the
 prefix are the hard negatives (the true next item replaces the last candidate when the retriever missed it); the
@@ -289,7 +290,7 @@ class LMRerank:
         self.head.load_state_dict(state["head"])
 
     def train(self, data: SplitData, best: tuple, curve: list[dict], started: float) -> tuple[tuple, list[dict]]:
-        from lmrec_assets.models.lm_training import next_item_examples
+        from lmrec_assets.models.lm_training import budget_clock, next_item_examples, optimizer_epoch
 
         p = self.params
         rng = np.random.default_rng(p.seed)
@@ -298,22 +299,16 @@ class LMRerank:
             {"params": [q for q in self.user_lm.encoder.parameters() if q.requires_grad], "lr": lm_lr},
             {"params": list(self.head.parameters()), "lr": p.head_lr},
         ], weight_decay=0.0)
-        out_of_budget = lambda: time.perf_counter() - started > 60 * p.max_minutes or (p.max_steps and steps >= p.max_steps)  # noqa: E731
+        # The clock counts from the start of fit (retriever choice and the untrained blend included).
+        out_of_budget = budget_clock(p.max_minutes - (time.perf_counter() - started) / 60, p.max_steps)
         steps = 0
         for epoch in range(1, p.max_epochs + 1):
-            if out_of_budget():
+            if out_of_budget(steps):
                 break
             self.user_lm.encoder.train()
-            rows, losses = next_item_examples(data.train_sequences, p.examples_per_user, p.recent_positions, rng), []
-            for start in range(0, len(rows), p.batch_size):
-                loss = self.batch_loss(data, rows[start : start + p.batch_size])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(loss.item())
-                steps += 1
-                if out_of_budget():
-                    break
+            rows = next_item_examples(data.train_sequences, p.examples_per_user, p.recent_positions, rng)
+            losses, steps = optimizer_epoch(rows, p.batch_size, lambda batch: self.batch_loss(data, batch), optimizer,
+                                            out_of_budget, steps)
             self.user_lm.encoder.eval()
             blend, ndcg = self.choose_blend(data)
             curve.append({"epoch": epoch, "loss": float(np.mean(losses)), "valid_ndcg_at_10": ndcg, "blend": blend})

@@ -215,6 +215,30 @@ def batch_loss(model: NextItemLM, data: SplitData, rows: np.ndarray) -> torch.Te
     return F.cross_entropy(logits[target_rows], torch.as_tensor(np.concatenate(futures)))
 
 
+def optimizer_epoch(
+    rows, batch_size: int, loss_of, optimizer: torch.optim.Optimizer, out_of_budget, steps: int
+) -> tuple[list[float], int]:
+    """One pass over `rows` in batches: a step per batch; stops early once `out_of_budget(steps)` says so.
+    Returns the batch losses and the step count so far (the LM trainers share it: LoRA, soft prompt, rerank, P5)."""
+    losses = []
+    for start in range(0, len(rows), batch_size):
+        loss = loss_of(rows[start : start + batch_size])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        steps += 1
+        if out_of_budget(steps):
+            break
+    return losses, steps
+
+
+def budget_clock(max_minutes: float, max_steps: int):
+    """`out_of_budget(steps)`: past max_minutes of wall time from now, or at max_steps optimizer steps (0 = none)."""
+    started = time.perf_counter()
+    return lambda steps: bool(max_steps and steps >= max_steps) or time.perf_counter() - started > 60 * max_minutes
+
+
 def valid_ndcg(model: NextItemLM, data: SplitData) -> float:
     from lmrec_assets.evaluation.ranking import evaluate  # evaluation imports models.base; avoid a cycle
 
@@ -236,24 +260,17 @@ def train_next_item(model: NextItemLM, data: SplitData) -> FitReport:
     )
     trainable = lambda: {n: q.detach().clone() for n, q in model.encoder.named_parameters() if q.requires_grad}  # noqa: E731
     started, steps = time.perf_counter(), 0
-    out_of_budget = lambda: (p.max_steps and steps >= p.max_steps) or time.perf_counter() - started > 60 * p.max_minutes  # noqa: E731
+    out_of_budget = budget_clock(p.max_minutes, p.max_steps)
 
     best = (valid_ndcg(model, data), 0, trainable(), copy.deepcopy(model.head.state_dict()))
     curve = [{"epoch": 0, "loss": math.nan, "valid_ndcg_at_10": best[0]}]
     for epoch in range(1, p.max_epochs + 1):
-        if out_of_budget():
+        if out_of_budget(steps):
             break
         model.encoder.train()
-        rows, losses = next_item_examples(data.train_sequences, p.examples_per_user, p.recent_positions, rng), []
-        for start in range(0, len(rows), p.batch_size):
-            loss = batch_loss(model, data, rows[start : start + p.batch_size])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-            steps += 1
-            if out_of_budget():
-                break
+        rows = next_item_examples(data.train_sequences, p.examples_per_user, p.recent_positions, rng)
+        losses, steps = optimizer_epoch(rows, p.batch_size, lambda batch: batch_loss(model, data, batch), optimizer,
+                                        out_of_budget, steps)
         ndcg = valid_ndcg(model, data)
         curve.append({"epoch": epoch, "loss": float(np.mean(losses)), "valid_ndcg_at_10": ndcg})
         log.info(f"{model.name} epoch {epoch}: {steps} steps, {time.perf_counter() - started:.0f}s, {curve[-1]}")
