@@ -43,7 +43,7 @@ def main() -> None:
     import torch
 
     from leaderboard import code_commit, prepare
-    from lmrec_assets.evaluation.ranking import evaluate
+    from lmrec_assets.models.ranking import evaluate
     from lmrec_assets.models import hybrid, sasrec
     from lmrec_assets.models.data import load_split_data
     from lmrec_assets.models.profiles import NIGHTLY, training_params

@@ -48,7 +48,7 @@ def main() -> None:
 
     from leaderboard import code_commit, prepare
     from lmrec_assets.evaluation.generation_assets import generation_rows
-    from lmrec_assets.evaluation.ranking import evaluate
+    from lmrec_assets.models.ranking import evaluate
     from lmrec_assets.memory import peak_rss_mib
     from lmrec_assets.models.data import load_split_data
     from lmrec_assets.models.generative_p5 import QUALITY, GenerativeP5

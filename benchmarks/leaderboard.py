@@ -101,7 +101,7 @@ def run_one(warehouse: str, name: str, cold: bool, out: str, override: dict, bud
     import duckdb
     import torch
 
-    from lmrec_assets.evaluation.ranking import evaluate
+    from lmrec_assets.models.ranking import evaluate
     from lmrec_assets.memory import peak_rss_mib
     from lmrec_assets.models.assets import MODELS
     from lmrec_assets.models.data import load_split_data
@@ -158,9 +158,9 @@ def run_one(warehouse: str, name: str, cold: bool, out: str, override: dict, bud
 
 
 def code_commit() -> str:
-    """The commit the model code came from, marked `+dirty` when the tracked model or metric code had changes."""
+    """The commit the model code came from, marked `+dirty` when the tracked model or metric code (`lmrec_assets/models`, which holds `ranking.py`) had changes."""
     git = lambda *args: subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()  # noqa: E731
-    changed = git("diff", "--name-only", "HEAD", "--", "lmrec_assets/models", "lmrec_assets/evaluation/ranking.py")
+    changed = git("diff", "--name-only", "HEAD", "--", "lmrec_assets/models")
     return git("rev-parse", "--short", "HEAD") + ("+dirty" if changed else "")
 
 

@@ -43,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from benchmarks.pipeline_ml100k import step_seconds  # noqa: E402
 from lmrec_assets.evaluation.quality import quality_checks  # noqa: E402
-from lmrec_assets.evaluation.ranking import batches, mask_seen, top_k  # noqa: E402
+from lmrec_assets.models.ranking import batches, mask_seen, top_k  # noqa: E402
 from lmrec_assets.ingestion.sources.demo import demo_size  # noqa: E402
 from lmrec_assets.models.data import load_split_data  # noqa: E402
 from tests.integration.pipeline import materialize_all  # noqa: E402

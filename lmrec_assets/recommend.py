@@ -8,7 +8,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MaterializeResult, MetadataValue, asset
 
 from lmrec_assets.automation import PUBLISHED_FRESHNESS
-from lmrec_assets.evaluation.ranking import batches, masked_scores, top_k
+from lmrec_assets.models.ranking import batches, masked_scores, top_k
 from lmrec_assets.lineage import create_views, record_artifact, reuse_if_unchanged
 from lmrec_assets.models.assets import MODELS
 from lmrec_assets.models.base import Recommender, SplitData

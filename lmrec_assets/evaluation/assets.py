@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 import pandas as pd
 from dagster import AssetExecutionContext, DataVersion, MaterializeResult, MetadataValue, asset
 
-from lmrec_assets.evaluation.ranking import PROTOCOL, evaluate_segments
+from lmrec_assets.models.ranking import PROTOCOL, evaluate_segments
 from lmrec_assets.lineage import record_artifact, reuse_if_unchanged
 from lmrec_assets.models.cards import evaluation_section, set_section
 from lmrec_assets.models.assets import MODELS

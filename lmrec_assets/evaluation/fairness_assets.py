@@ -47,7 +47,7 @@ from lmrec_assets.evaluation.fairness import (
 )
 from lmrec_assets.evaluation.quality import SEVERITY_ENV_PREFIX
 from lmrec_assets.evaluation.quality import _read as read_warehouse  # read-only unless this process holds it open
-from lmrec_assets.evaluation.ranking import batches, mask_seen, masked_scores, target_ranks, top_k
+from lmrec_assets.models.ranking import batches, mask_seen, masked_scores, target_ranks, top_k
 from lmrec_assets.evaluation.rerank import rerank
 from lmrec_assets.lineage import latest_artifacts, record_artifact, reuse_if_unchanged
 from lmrec_assets.models.assets import MODELS

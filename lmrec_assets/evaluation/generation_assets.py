@@ -23,7 +23,7 @@ import pandas as pd
 from dagster import AssetExecutionContext, Config, DataVersion, MaterializeResult, MetadataValue, asset
 
 from lmrec_assets.evaluation.generation import feature_metrics, text_metrics
-from lmrec_assets.evaluation.ranking import PROTOCOL, evaluate
+from lmrec_assets.models.ranking import PROTOCOL, evaluate
 from lmrec_assets.lineage import record_artifact, reuse_if_unchanged
 from lmrec_assets.models.base import SplitData
 from lmrec_assets.models.data import load_split_data

@@ -3,7 +3,7 @@ sparsity, cross-domain transfer, adaptation cost). Each writes long-format rows 
 and a plot into its metadata. They are not part of the nightly job or `make demo` (heavy; run on demand from the UI
 or `python benchmarks/experiments.py`). Config `profile` picks the grid (see `profiles.py`).
 
-Every number comes from `evaluation.ranking.evaluate` on the test split (full ranking, seen items masked); models
+Every number comes from `models.ranking.evaluate` on the test split (full ranking, seen items masked); models
 select on valid only. Domains are ingested and split by the real pipeline into their own warehouses
 (`<data dir>/experiments/domains/<name>/`); the results go to the pipeline's warehouse.
 """

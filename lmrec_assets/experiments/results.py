@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 from dagster import MetadataValue
 
-from lmrec_assets.evaluation.ranking import PROTOCOL
+from lmrec_assets.models.ranking import PROTOCOL
 from lmrec_assets.warehouse import replace_rows
 
 RESULTS_TABLE = "experiments.experiment_results"

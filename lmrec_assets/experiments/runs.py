@@ -1,4 +1,4 @@
-"""Train one model of the registry on a (sub)split and measure it with the one evaluator (`evaluation.ranking`)."""
+"""Train one model of the registry on a (sub)split and measure it with the one evaluator (`models.ranking`)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lmrec_assets.evaluation.ranking import evaluate
+from lmrec_assets.models.ranking import evaluate
 from lmrec_assets.experiments.profiles import ModelSetup
 from lmrec_assets.memory import peak_rss_mib
 from lmrec_assets.models.base import FitReport, Recommender, SplitData

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from lmrec_assets.evaluation.ranking import PROTOCOL
+from lmrec_assets.models.ranking import PROTOCOL
 from lmrec_assets.models.base import FitReport, SplitData
 from lmrec_assets.models.text import BUNDLED_LM
 

@@ -38,13 +38,14 @@ import scipy.linalg
 from safetensors.numpy import load_file, save_file
 
 from lmrec_assets.models.base import FitReport, ModelParams, SplitData, history_matrix
+from lmrec_assets.models.ranking import evaluate
 
 from threadpoolctl import threadpool_limits
 
 MEMORY_BUDGET_BYTES = 4 * 2**30  # default `memory_budget_bytes`: leaves room for a second job on a 24 GB machine
 FLOAT64_MAX_ITEMS = 4096  # up to here the solve runs in float64 (≤ 0.3 GB); above it in float32, half the memory
 TAIL_EPSILON = 1e-6  # scale of the popularity fallback of items outside the fitted block
-SCORE_BATCH = 1024  # users per scoring batch in the valid evaluation (evaluation.ranking.evaluate's default)
+SCORE_BATCH = 1024  # users per scoring batch in the valid evaluation (ranking.evaluate's default)
 _ROW_BLOCK = 1024  # rows of P computed at a time: a ROW_BLOCK × k temporary instead of a second k × k matrix
 
 # Measured constants (see `estimate`), on the development machine (2 AMD EPYC cores, shared with other
@@ -154,8 +155,6 @@ class EASE:
         return len(self.item_bias)
 
     def fit(self, data: SplitData) -> FitReport:
-        from lmrec_assets.evaluation.ranking import evaluate  # evaluation imports models.base; avoid a cycle
-
         x = history_matrix(data.train_sequences, np.arange(data.n_users), data.n_items)
         counts = np.diff(x.tocsc().indptr)  # train users per item (histories are binary)
         present = np.flatnonzero(counts > 0)

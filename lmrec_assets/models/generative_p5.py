@@ -55,6 +55,7 @@ from torch import nn
 
 from lmrec_assets.models.base import FitReport, ModelParams, SplitData
 from lmrec_assets.models.lm_training import budget_clock, optimizer_epoch
+from lmrec_assets.models.ranking import evaluate
 from lmrec_assets.models.text import BUNDLED_LM, resolve_lm
 from lmrec_assets.models.title_trie import TitleTrie, constrained_beam_search
 
@@ -355,8 +356,6 @@ class GenerativeP5:
         )
 
     def _valid_ndcg(self, data: SplitData) -> float:
-        from lmrec_assets.evaluation.ranking import evaluate  # evaluation imports models.base; avoid a cycle
-
         users = data.evaluation_users("valid")
         sample = np.random.default_rng(self.params.seed).choice(users, size=min(len(users), self.params.fit_valid_users), replace=False)
         return float(evaluate(self, data, "valid", ks=(10,), users=np.sort(sample)).loc[0, "ndcg"])

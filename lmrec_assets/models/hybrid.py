@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmrec_assets.models.base import FitReport, SplitData
+from lmrec_assets.models.ranking import evaluate
 from lmrec_assets.models.sasrec import QUALITY as SASREC_QUALITY
 from lmrec_assets.models.sasrec import SASRec, SASRecParams
 from lmrec_assets.models.text import BUNDLED_LM, encode_texts
@@ -102,8 +103,6 @@ class HybridSeq(SASRec):
         items keeps their text-based order among themselves and sets how far they compete with warm items.
         Returns (offset, valid NDCG@10, curve); no grid search when every item has train interactions.
         """
-        from lmrec_assets.evaluation.ranking import evaluate  # evaluation imports models.base; avoid a cycle
-
         warm = self.in_train() > 0
         if warm.all() or self.params.cold_offset_grid in ([], [0.0]):
             return 0.0, float("nan"), []

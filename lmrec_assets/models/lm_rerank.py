@@ -44,6 +44,7 @@ from lmrec_assets.models.base import FitReport, ModelParams, Recommender, SplitD
 from lmrec_assets.models.lm_finetune import LMFinetune, LMFinetuneParams
 from lmrec_assets.models.lm_training import LMNextItemParams, NextItemLM, history_prompts
 from lmrec_assets.models.prompt_tuning import LMPromptTuning, LMPromptTuningParams
+from lmrec_assets.models.ranking import evaluate, mask_seen, top_k
 from lmrec_assets.models.text import BUNDLED_LM, encode_texts
 
 log = logging.getLogger(__name__)
@@ -145,8 +146,6 @@ class LMRerank:
     def candidates(self, users: np.ndarray, histories: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(retriever scores users × items with history masked, candidate items users × N best first, their
         retriever log-softmax over the list)."""
-        from lmrec_assets.evaluation.ranking import mask_seen, top_k  # evaluation imports models.base
-
         scores = mask_seen(np.asarray(self.retriever.score(users, histories), dtype=np.float32), users, histories)
         items, values = top_k(scores, self.params.candidates)
         return scores, items, torch.log_softmax(torch.from_numpy(values.astype(np.float32)), dim=1).numpy()
@@ -197,8 +196,6 @@ class LMRerank:
     # --- fit --------------------------------------------------------------------------------------------------------
 
     def fit(self, data: SplitData) -> FitReport:
-        from lmrec_assets.evaluation.ranking import evaluate  # evaluation imports models.base; avoid a cycle
-
         p = self.params
         torch.manual_seed(p.seed)
         started = time.perf_counter()
@@ -229,8 +226,6 @@ class LMRerank:
                          trainable_parameters=n_lm + (data.n_items if p.ranker != "zero_shot" else 0))
 
     def choose_retriever(self, data: SplitData) -> tuple[str, float]:
-        from lmrec_assets.evaluation.ranking import evaluate
-
         if not self.retrievers:
             raise ValueError(f"{self.name} needs a fitted retriever: materialize one of {', '.join(RETRIEVERS)} first")
         names = list(self.retrievers) if self.params.retriever == "auto" else [self.params.retriever]

@@ -40,6 +40,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lmrec_assets.models.base import FitReport, ModelParams, SplitData
+from lmrec_assets.models.ranking import evaluate
 from lmrec_assets.models.text import BUNDLED_LM, encode_texts, render_history_prompt, resolve_lm
 
 log = logging.getLogger(__name__)
@@ -240,8 +241,6 @@ def budget_clock(max_minutes: float, max_steps: int):
 
 
 def valid_ndcg(model: NextItemLM, data: SplitData) -> float:
-    from lmrec_assets.evaluation.ranking import evaluate  # evaluation imports models.base; avoid a cycle
-
     return float(evaluate(model, data, "valid", ks=(10,)).loc[0, "ndcg"])
 
 

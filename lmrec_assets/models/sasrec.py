@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lmrec_assets.models.base import FitReport, ModelParams, SplitData
+from lmrec_assets.models.ranking import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -208,8 +209,6 @@ class SASRec:
 
     def fit(self, data: SplitData) -> FitReport:
         """Train `ensemble` members one after the other (each early-stopped on its own valid NDCG@10)."""
-        from lmrec_assets.evaluation.ranking import evaluate  # evaluation imports models.base; avoid a cycle
-
         self.n_items = data.n_items
         nets, reports = [], []
         for member in range(self.params.ensemble):
@@ -233,8 +232,6 @@ class SASRec:
 
     def fit_member(self, data: SplitData, seed: int) -> tuple[SequentialRecommenderNet, FitReport]:
         """One net trained from `seed`; while it trains, `score` (valid early stopping) uses it alone."""
-        from lmrec_assets.evaluation.ranking import evaluate  # evaluation imports models.base; avoid a cycle
-
         p = self.params
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)

@@ -18,7 +18,7 @@ from lmrec_assets.evaluation.fairness import (
     snsr_snsv,
     user_group_metrics,
 )
-from lmrec_assets.evaluation.ranking import metrics_from_ranks
+from lmrec_assets.models.ranking import metrics_from_ranks
 
 # --- user groups ---------------------------------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmrec_assets.evaluation.ranking import masked_scores, top_k
+from lmrec_assets.models.ranking import masked_scores, top_k
 from lmrec_assets.models.ease import EASE
 from lmrec_assets.models.lm_rerank import LMRerank, LMRerankParams
 from lmrec_assets.models.popularity import Popularity

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import ndcg_score
 
-from lmrec_assets.evaluation.ranking import mask_seen, metrics_from_ranks, target_ranks, top_k
+from lmrec_assets.models.ranking import mask_seen, metrics_from_ranks, target_ranks, top_k
 
 
 def test_hand_computed_metrics():

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from lmrec_assets.evaluation.fairness import exposure_gini
-from lmrec_assets.evaluation.ranking import top_k
+from lmrec_assets.models.ranking import top_k
 from lmrec_assets.evaluation.rerank import rerank
 
 
