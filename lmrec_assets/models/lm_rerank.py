@@ -19,8 +19,9 @@ prefix are the hard negatives (the true next item replaces the last candidate wh
 loss is softmax cross-entropy over each candidate list (listwise, as LlamaRec's verbalizer). Early stopping on the
 valid NDCG@10 of the final ranking.
 
-Final ranking: candidates by ranker log-softmax + w · retriever log-softmax over the list (w chosen on valid from
-`blend_grid`), then every other item in retriever order, so metrics stay full-ranking over the catalogue.
+Final ranking: candidates by (1 - a) · ranker log-softmax + a · retriever log-softmax over the list (a chosen on
+valid from `blend_grid`; a = 1 is the retriever alone), then every other item in retriever order, so metrics stay
+full-ranking over the catalogue.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ class LMRerankParams(ModelParams):
     lr: float | None = None  # None: the adapted LM's own default (LoRA 2e-3, soft prompt 3e-2)
     head_lr: float = 1e-2
     temperature: float = 0.05
-    blend_grid: list[float] = [0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0]  # weight of the retriever's log-softmax in the blend
+    # Share of the retriever in the blend: (1 - a) · ranker + a · retriever log-softmax over the list. 1.0 is the
+    # retriever alone, so on valid the reranker never does worse than its retriever (the demo's 1-minute ranker did).
+    blend_grid: list[float] = [0.0, 0.2, 0.33, 0.5, 0.67, 0.8, 0.9, 1.0]
     bf16: bool = True
     max_epochs: int = 1  # demo-sized; see QUALITY
     max_minutes: float = 1.0
@@ -122,7 +125,7 @@ def _user_lm(p: LMRerankParams) -> NextItemLM:
 
 class LMRerank:
     name = "lm_rerank"
-    code_version = "1"
+    code_version = "2"
     kind = "pytorch"
     upstream: ClassVar[tuple[str, ...]] = ("item_embeddings", *RETRIEVERS)
     Params = LMRerankParams
@@ -165,7 +168,8 @@ class LMRerank:
 
     def rerank_scores(self, users: np.ndarray, histories: list[np.ndarray], blend: float | None = None,
                       prompts: list[str] | None = None) -> np.ndarray:
-        """Full-catalogue scores: candidates by ranker + blend · retriever, above every other item in retriever order.
+        """Full-catalogue scores: candidates by (1 - blend) · ranker + blend · retriever, above every other item in
+        retriever order.
         `prompts` (one per row of `users`): what the ranker's LM reads instead of the users' own prompts; the
         retriever's candidates and the recent items still come from `histories`."""
         blend = self.blend if blend is None else blend
@@ -176,7 +180,7 @@ class LMRerank:
                 self.ranker_logits(rows[i : i + 128], items[i : i + 128], None if prompts is None else prompts[i : i + 128])
                 for i in range(0, len(users), 128)
             ])
-        final = torch.log_softmax(logits, dim=1).numpy() + blend * retriever_logp
+        final = (1.0 - blend) * torch.log_softmax(logits, dim=1).numpy() + blend * retriever_logp
         # Others keep the retriever's order, strictly below every candidate (seen items stay -inf: the caller masks).
         order = np.argsort(-scores, axis=1, kind="stable")
         below = np.empty_like(scores)
@@ -248,7 +252,7 @@ class LMRerank:
         return hits / max(len(users), 1)
 
     def choose_blend(self, data: SplitData) -> tuple[float, float]:
-        """(weight, valid NDCG@10) of the best retriever weight in `blend_grid` (the first wins ties).
+        """(retriever share, valid NDCG@10) of the best point of `blend_grid` (the first wins ties).
 
         The ranker and the retriever are each run once; a grid point only re-sorts the candidate lists. A target
         outside the candidates ranks below N ≥ 10, so it adds nothing to NDCG@10 whatever the weight.
@@ -269,7 +273,7 @@ class LMRerank:
         found = position >= 0
         best = (0.0, -1.0)
         for weight in self.params.blend_grid:
-            final = ranker[found] + weight * retriever[found]
+            final = (1.0 - weight) * ranker[found] + weight * retriever[found]
             target = final[np.arange(found.sum()), position[found]][:, None]
             ranks = 1 + (final > target).sum(axis=1)
             ndcg = float(np.where(ranks <= 10, 1.0 / np.log2(ranks + 1.0), 0.0).sum() / max(len(users), 1))
