@@ -42,9 +42,10 @@ def on_catalogue(model: NextItemLM, data: SplitData, encoder: nn.Module | None =
     """`model` (its encoder, or `encoder`) scoring `data`'s catalogue: target item text vectors, no item bias. With
     a freshly built encoder this is the un-adapted LM in the same scoring path (the zero-shot baseline)."""
     vectors, _ = encode_texts(data.item_text, model.params.lm)
-    model.head = ItemHead(torch.from_numpy(np.ascontiguousarray(vectors)), model.params.temperature, item_bias=False)
+    head = ItemHead(torch.from_numpy(np.ascontiguousarray(vectors)), model.params.temperature, item_bias=False)
+    model.head = head.to(model.device)
     model.item_titles = list(data.item_titles)
     if encoder is not None:
-        model.encoder = encoder
+        model.encoder = encoder.to(model.device)
     model.encoder.eval()
     return model

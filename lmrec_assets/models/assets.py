@@ -130,6 +130,8 @@ def build_model_asset(name: str) -> AssetsDefinition:
         upstream_models = upstream_model_versions(warehouse, model_class)
         # A model that reads other models (lm_rerank's retrievers) is a new version when any of them is.
         versioned = params.model_dump() | ({"upstream_models": upstream_models} if upstream_models else {})
+        # The device (LMREC_DEVICE) is never hashed: the same model trained on CPU or GPU is the same version (the card
+        # records where it trained).
         version = model_version(name, model_class.code_version, versioned, data.fingerprint)
         if (existing := registered(warehouse, name, version)) is not None:
             # Same code, config and training data: the saved artifact is exactly what training would produce.
@@ -144,6 +146,7 @@ def build_model_asset(name: str) -> AssetsDefinition:
         started = time.perf_counter()
         report = model.fit(data)
         fit_seconds = time.perf_counter() - started
+        device = str(getattr(model, "device", "cpu"))  # numpy models (popularity, EASE) have none: they run on CPU
         path = artifacts.model_dir(name, version)
         model.save(path)
         # Models that read item text use the LM of their `lm` param, or item_embeddings' (the bundled one by default).
@@ -151,10 +154,10 @@ def build_model_asset(name: str) -> AssetsDefinition:
         card = training_card(
             name=name, version=version, description=description, code_version=model_class.code_version,
             params=params.model_dump(), report=report, fit_seconds=fit_seconds, data=data, batches=batches,
-            base_lm=base_lm, run_id=context.run_id, profile=profile,
+            base_lm=base_lm, run_id=context.run_id, profile=profile, device=device,
         )
         write_card(path, card)  # inside the artifact folder, so the lineage row below hashes it with the weights
-        context.log.info(f"{name} {version}: fitted in {fit_seconds:.1f}s, valid NDCG@10 {report.valid_ndcg_at_10}")
+        context.log.info(f"{name} {version}: fitted in {fit_seconds:.1f}s on {device}, valid NDCG@10 {report.valid_ndcg_at_10}")
 
         row = pd.DataFrame([{
             "model": name, "model_version": version, "run_id": context.run_id, "artifact_path": str(path),
@@ -183,6 +186,7 @@ def build_model_asset(name: str) -> AssetsDefinition:
             "valid_ndcg_at_10": report.valid_ndcg_at_10,
             "trainable_parameters": report.trainable_parameters,
             "fit_seconds": round(fit_seconds, 2),
+            "device": device,
             "training_curve": _curve_markdown(report, path),
             "model_card": MetadataValue.md(card),
             "n_users": data.n_users,

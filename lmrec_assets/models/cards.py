@@ -50,9 +50,11 @@ def training_card(
     base_lm: str | None,
     run_id: str,
     profile: dict | None = None,
+    device: str,
 ) -> str:
     """The card as training knows it; evaluation and fairness sections are placeholders until those assets run.
-    `profile`: {profile, budget_minutes, budget_share_minutes} of the run (`models/profiles.py`)."""
+    `profile`: {profile, budget_minutes, budget_share_minutes} of the run (`models/profiles.py`); `device`: where it
+    trained (LMREC_DEVICE, not part of the version)."""
     budget = {k: params[k] for k in BUDGET_KEYS if k in params}
     hyper = {k: v for k, v in params.items() if k not in BUDGET_KEYS}
     n_train = sum(len(s) for s in data.train_sequences)
@@ -84,7 +86,7 @@ def training_card(
 - Model: `{name}`, version `{version}` (sha256 of name, code version, config and training data), code version `{code_version}`
 - Base language model: {lm_text}
 - Trainable parameters: {report.trainable_parameters:,}
-- Trained {created} by Dagster run `{run_id}`"""),
+- Trained {created} by Dagster run `{run_id}` on `{device}` (`LMREC_DEVICE`; the version does not depend on it)"""),
         _section("data", f"""## Data and split
 - Training data fingerprint `{data.fingerprint}`: {data.n_users:,} users, {data.n_items:,} items, {n_train:,} train interactions
 - Raw batches:

@@ -54,6 +54,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from lmrec_assets.models.base import FitReport, ModelParams, SplitData
+from lmrec_assets.models.device import autocast, resolve_device
 from lmrec_assets.models.lm_training import budget_clock, optimizer_epoch
 from lmrec_assets.models.ranking import evaluate
 from lmrec_assets.models.text import BUNDLED_LM, resolve_lm
@@ -145,6 +146,7 @@ class GenerativeP5:
         self.trie: TitleTrie | None = None
         self.digest = ""
         self.ranking_template = RANKING_TEMPLATE
+        self.device = resolve_device()  # LMREC_DEVICE; not a param, so not part of the model version
 
     # --- the LM ---------------------------------------------------------------------------------------------------
 
@@ -209,7 +211,8 @@ class GenerativeP5:
 
     def _encode(self, prompts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         batch = self.tokenizer(prompts, padding=True, truncation=True, max_length=self.params.max_source_tokens, return_tensors="pt")
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.params.bf16):
+        batch = batch.to(self.device)
+        with autocast(self.device, self.params.bf16):
             hidden = self._seq2seq().get_encoder()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         return hidden, batch["attention_mask"]
 
@@ -217,23 +220,25 @@ class GenerativeP5:
         """A `step` callback for `width` beams per encoded prompt: one decoder token per call, KV cache reordered.
 
         The first call runs once per prompt and then repeats the caches `width` times, so the cross-attention keys
-        and values of the encoder states are projected once per prompt, not once per beam."""
+        and values of the encoder states are projected once per prompt, not once per beam. The search itself (trie,
+        scores, `parents` and `tokens`) stays on the CPU: only the LM runs on the device, and the step hands back CPU
+        log-probabilities."""
         state = {"cache": None}
-        sub_to_token = torch.as_tensor(self.vocab)
+        sub_to_token = torch.as_tensor(self.vocab, device=self.device)
         start = self.start_token
         beams_hidden, beams_mask = hidden.repeat_interleave(width, 0), mask.repeat_interleave(width, 0)
 
         def step(parents: torch.Tensor | None, tokens: torch.Tensor | None) -> torch.Tensor:
             first = parents is None
             if first:
-                ids = torch.full((len(hidden), 1), start, dtype=torch.long)
+                ids = torch.full((len(hidden), 1), start, dtype=torch.long, device=self.device)
             else:
                 # A beam's parent is always a beam of the same prompt, with the same encoder states: only the
                 # self-attention cache needs reordering (the cross-attention one is large and would be copied as is).
                 cache = state["cache"]
-                getattr(cache, "self_attention_cache", cache).reorder_cache(parents)
-                ids = sub_to_token[tokens][:, None]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.params.bf16):
+                getattr(cache, "self_attention_cache", cache).reorder_cache(parents.to(self.device))
+                ids = sub_to_token[tokens.to(self.device)][:, None]
+            with autocast(self.device, self.params.bf16):
                 out = self._seq2seq()(encoder_outputs=(hidden if first else beams_hidden,),
                                       attention_mask=mask if first else beams_mask, decoder_input_ids=ids,
                                       cache=state["cache"], use_cache=True)
@@ -242,7 +247,7 @@ class GenerativeP5:
             if first and width > 1:
                 state["cache"].batch_repeat_interleave(width)
                 logprobs = logprobs.repeat_interleave(width, 0)
-            return logprobs
+            return logprobs.cpu()
 
         return step
 
@@ -312,7 +317,9 @@ class GenerativeP5:
         for row, target in enumerate(targets):
             decoder_ids[row, : len(target)] = torch.as_tensor([self.start_token, *target[:-1]])
             labels[row, : len(target)] = torch.as_tensor(self._to_output[target])
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.params.bf16):
+        sources, decoder_ids, labels = sources.to(self.device), decoder_ids.to(self.device), labels.to(self.device)
+        per_source = per_source.to(self.device)
+        with autocast(self.device, self.params.bf16):
             model = self._seq2seq()
             hidden = model.get_encoder()(input_ids=sources["input_ids"], attention_mask=sources["attention_mask"]).last_hidden_state
             logits = model(encoder_outputs=(hidden.repeat_interleave(per_source, 0),),
@@ -335,7 +342,7 @@ class GenerativeP5:
         self._build_catalogue(data, [*self._explanations, *pair_targets])
         self._pair_explanations = [(self.explanation_prompt(data.train_sequences[u], i), target)
                                    for ((u, i), _), target in zip(pairs, pair_targets)]
-        self.model = self._adapted(self._base_model())
+        self.model = self._adapted(self._base_model()).to(self.device)
         trainable = [q for q in self.model.parameters() if q.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=DEFAULT_LR[p.mode] if p.lr is None else p.lr, weight_decay=p.weight_decay)
         started, steps, curve = time.perf_counter(), 0, []
@@ -434,14 +441,14 @@ class GenerativeP5:
         digest = hashlib.sha256(self.params.model_dump_json().encode())
         for name in sorted(state):
             digest.update(name.encode())
-            digest.update(state[name].detach().float().contiguous().numpy().tobytes())
+            digest.update(state[name].detach().float().cpu().contiguous().numpy().tobytes())
         return digest.hexdigest()[:16]
 
     def save(self, path: Path) -> None:
         if self.params.mode == "lora":
             self.model.save_pretrained(path / "adapter")  # adapter_config.json + adapter_model.safetensors
         else:
-            save_model(self.model, str(path / "model.safetensors"))
+            save_model(self.model, str(path / "model.safetensors"))  # safetensors copies device tensors to CPU
         (path / "params.json").write_text(self.params.model_dump_json())
         (path / "fitted.json").write_text(json.dumps({
             "vocab": self.vocab.tolist(), "item_titles": self.item_titles, "popularity": self.popularity.tolist(), "digest": self.digest,
@@ -464,5 +471,5 @@ class GenerativeP5:
         else:
             load_model(base, str(path / "model.safetensors"))
             model.model = base
-        model.model.eval()
+        model.model.to(model.device).eval()  # loaded on CPU, then moved to LMREC_DEVICE
         return model

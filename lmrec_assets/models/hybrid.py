@@ -120,7 +120,7 @@ class HybridSeq(SASRec):
         return best[1], best[0], curve
 
     def in_train(self) -> np.ndarray:
-        return self.members[0].items.in_train.numpy()  # the same mask in every member
+        return self.members[0].items.in_train.cpu().numpy()  # the same mask in every member
 
     def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
         return super().score(users, histories) + self.cold_offset * (1.0 - self.in_train())

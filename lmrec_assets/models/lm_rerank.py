@@ -133,6 +133,7 @@ class LMRerank:
     def __init__(self, params: LMRerankParams | None = None) -> None:
         self.params = params or self.Params()
         self.user_lm = _user_lm(self.params)
+        self.device = self.user_lm.device  # LMREC_DEVICE (resolved by the prompt encoder); not part of the version
         self.retrievers: dict[str, Recommender] = {}
         self.retriever: Recommender | None = None
         self.retriever_name = ""
@@ -164,7 +165,8 @@ class LMRerank:
         `prompts`: what the LM reads instead of each history's own prompt (the recent items still come from it)."""
         if prompts is None:
             prompts = self.user_prompts(np.arange(len(histories)), histories)
-        return self.head(self.user_lm.embed(prompts), recent_items(histories, self.params.history_items), torch.from_numpy(items))
+        recent = recent_items(histories, self.params.history_items).to(self.device)
+        return self.head(self.user_lm.embed(prompts), recent, torch.from_numpy(items).to(self.device))
 
     def rerank_scores(self, users: np.ndarray, histories: list[np.ndarray], blend: float | None = None,
                       prompts: list[str] | None = None) -> np.ndarray:
@@ -180,7 +182,7 @@ class LMRerank:
                 self.ranker_logits(rows[i : i + 128], items[i : i + 128], None if prompts is None else prompts[i : i + 128])
                 for i in range(0, len(users), 128)
             ])
-        final = (1.0 - blend) * torch.log_softmax(logits, dim=1).numpy() + blend * retriever_logp
+        final = (1.0 - blend) * torch.log_softmax(logits, dim=1).cpu().numpy() + blend * retriever_logp
         # Others keep the retriever's order, strictly below every candidate (seen items stay -inf: the caller masks).
         order = np.argsort(-scores, axis=1, kind="stable")
         below = np.empty_like(scores)
@@ -213,8 +215,8 @@ class LMRerank:
                  f"recall@{p.candidates} on valid {report['retriever_recall_at_n_valid']:.4f}")
 
         item_vectors, _ = encode_texts(data.item_text, p.lm)
-        self.head = RankerHead(torch.from_numpy(item_vectors), p.temperature)
-        self.user_lm.encoder = self.user_lm.build_encoder()
+        self.head = RankerHead(torch.from_numpy(item_vectors), p.temperature).to(self.device)
+        self.user_lm.encoder = self.user_lm.build_encoder().to(self.device)
         curve = []
         best = self.choose_blend(data) + (0, self.trainable_state())
         curve.append({"epoch": 0, "loss": math.nan, "valid_ndcg_at_10": best[1], "blend": best[0]})
@@ -265,7 +267,7 @@ class LMRerank:
             chunk = users[start : start + 512]
             _, items, retriever_logp = self.candidates(chunk, histories)
             with torch.no_grad():
-                ranker.append(torch.log_softmax(self.ranker_logits([histories[u] for u in chunk], items), dim=1).numpy())
+                ranker.append(torch.log_softmax(self.ranker_logits([histories[u] for u in chunk], items), dim=1).cpu().numpy())
             retriever.append(retriever_logp)
             hit = items == targets[start : start + 512, None]
             position.append(np.where(hit.any(axis=1), hit.argmax(axis=1), -1))
@@ -330,14 +332,14 @@ class LMRerank:
         missed = ~found.any(axis=1)
         items[missed, -1] = targets[missed]  # the retriever missed it: it replaces the weakest candidate
         label = np.argmax(items == targets[:, None], axis=1)
-        return F.cross_entropy(self.ranker_logits(prefixes, items), torch.from_numpy(label))
+        return F.cross_entropy(self.ranker_logits(prefixes, items), torch.from_numpy(label).to(self.device))
 
     # --- persistence --------------------------------------------------------------------------------------------------
 
     def save(self, path: Path) -> None:
         """The ranker (PEFT adapter + head), the blend, and a copy of the retriever it was trained with."""
         self.user_lm.save_encoder(path)
-        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(path / "head.safetensors"))
+        save_file({k: v.cpu().contiguous() for k, v in self.head.state_dict().items()}, str(path / "head.safetensors"))  # CPU: loads anywhere
         (path / "params.json").write_text(self.params.model_dump_json())
         (path / "fitted.json").write_text(json.dumps({"retriever": self.retriever_name, "blend": self.blend,
                                                       "item_titles": self.item_titles}))
@@ -357,6 +359,7 @@ class LMRerank:
         state = load_file(str(path / "head.safetensors"))
         model.head = RankerHead(state["item_vectors"], model.params.temperature)
         model.head.load_state_dict(state)
-        model.user_lm.encoder = model.user_lm.load_encoder(path)
+        model.head.to(model.device)  # loaded on CPU, then moved to LMREC_DEVICE
+        model.user_lm.encoder = model.user_lm.load_encoder(path).to(model.device)
         model.user_lm.encoder.eval()
         return model

@@ -40,6 +40,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lmrec_assets.models.base import FitReport, ModelParams, SplitData
+from lmrec_assets.models.device import autocast, resolve_device
 from lmrec_assets.models.ranking import evaluate
 from lmrec_assets.models.text import BUNDLED_LM, encode_texts, render_history_prompt, resolve_lm
 
@@ -64,6 +65,7 @@ class LMNextItemParams(ModelParams):
     item_bias: bool = True
     eval_batch_size: int = 128
     bf16: bool = True  # bf16 autocast for the LM (weights stay fp32): ~2x faster steps on CPUs with AMX / AVX512-BF16
+    # and on CUDA GPUs from Ampere on (device.autocast)
     # Demo-sized: both LM trainers together must leave `make demo` inside its 10 minutes; benchmarks use QUALITY.
     max_epochs: int = 1
     max_minutes: float = 0.5
@@ -109,6 +111,7 @@ class NextItemLM:
         self.encoder: nn.Module | None = None
         self.head: ItemHead | None = None
         self.item_titles: list[str] = []
+        self.device = resolve_device()  # LMREC_DEVICE; not a param, so not part of the model version
         from transformers import AutoTokenizer  # transformers is slow to import; keep it off the code-location load
 
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_lm(self.params.lm))
@@ -130,8 +133,9 @@ class NextItemLM:
     def embed(self, prompts: list[str]) -> torch.Tensor:
         """(len(prompts), dim) L2-normalised prompt vectors; differentiable when grad is enabled."""
         batch = self.tokenizer(prompts, padding=True, truncation=True, max_length=self.params.max_length, return_tensors="pt")
+        batch = batch.to(self.device)
         # Only ids and mask: peft prompt tuning drops token_type_ids anyway, and all-zero types are BERT's default.
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.params.bf16):
+        with autocast(self.device, self.params.bf16):
             hidden = self.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
         hidden = hidden.float()
         # A soft prompt prepends virtual tokens; pool over the real tokens so every mode pools the same positions.
@@ -145,7 +149,8 @@ class NextItemLM:
         if self.head.bias is not None:  # start at the train log-frequency: the optimum of a popularity-only softmax
             counts = np.bincount(np.concatenate(data.train_sequences), minlength=data.n_items)
             self.head.bias.data = torch.log1p(torch.as_tensor(counts, dtype=torch.float32))
-        self.encoder = self.build_encoder()
+        self.head.to(self.device)
+        self.encoder = self.build_encoder().to(self.device)
         return train_next_item(self, data)
 
     def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
@@ -163,7 +168,7 @@ class NextItemLM:
         step = self.params.eval_batch_size
         scores = torch.cat([self.head(self.embed(prompts[i : i + step])) for i in range(0, len(prompts), step)])
         self.encoder.train(was_training)
-        return scores.numpy()
+        return scores.cpu().numpy()
 
     def trainable_counts(self) -> tuple[int, int]:
         """(LM parameters trained, head parameters trained)."""
@@ -172,7 +177,8 @@ class NextItemLM:
 
     def save(self, path: Path) -> None:
         self.save_encoder(path)
-        save_file({k: v.contiguous() for k, v in self.head.state_dict().items()}, str(path / "head.safetensors"))
+        # CPU tensors: the artifact loads on any device (PEFT / HF save_pretrained write safetensors, device-free).
+        save_file({k: v.cpu().contiguous() for k, v in self.head.state_dict().items()}, str(path / "head.safetensors"))
         (path / "params.json").write_text(self.params.model_dump_json())
         (path / "item_titles.json").write_text(json.dumps(self.item_titles))
 
@@ -182,8 +188,9 @@ class NextItemLM:
         state = load_file(str(path / "head.safetensors"))
         model.head = ItemHead(state["item_vectors"], model.params.temperature, model.params.item_bias)
         model.head.load_state_dict(state)
+        model.head.to(model.device)  # loaded on CPU, then moved to LMREC_DEVICE
         model.item_titles = json.loads((path / "item_titles.json").read_text())
-        model.encoder = model.load_encoder(path)
+        model.encoder = model.load_encoder(path).to(model.device)
         model.encoder.eval()
         return model
 
@@ -209,11 +216,12 @@ def batch_loss(model: NextItemLM, data: SplitData, rows: np.ndarray) -> torch.Te
     futures = [data.train_sequences[u][t : t + k] for u, t in rows]
     prompts = history_prompts(histories, np.arange(len(rows)), data.item_titles, model.params.template, model.params.max_history_items)
     logits = model.head(model.embed(prompts))
+    on = lambda array: torch.as_tensor(array, device=logits.device)  # noqa: E731
     seen = [h[~np.isin(h, f)] for h, f in zip(histories, futures)]  # a rare repeat of a target stays a target
-    seen_rows = torch.as_tensor(np.repeat(np.arange(len(rows)), [len(h) for h in seen]))
-    logits = logits.index_put((seen_rows, torch.as_tensor(np.concatenate(seen))), torch.tensor(-torch.inf))
-    target_rows = np.repeat(np.arange(len(rows)), [len(f) for f in futures])
-    return F.cross_entropy(logits[target_rows], torch.as_tensor(np.concatenate(futures)))
+    seen_rows = on(np.repeat(np.arange(len(rows)), [len(h) for h in seen]))
+    logits = logits.index_put((seen_rows, on(np.concatenate(seen))), torch.tensor(-torch.inf, device=logits.device))
+    target_rows = on(np.repeat(np.arange(len(rows)), [len(f) for f in futures]))
+    return F.cross_entropy(logits[target_rows], on(np.concatenate(futures)))
 
 
 def optimizer_epoch(

@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lmrec_assets.models.base import FitReport, ModelParams, SplitData
+from lmrec_assets.models.device import resolve_device
 from lmrec_assets.models.ranking import evaluate
 
 log = logging.getLogger(__name__)
@@ -101,7 +102,7 @@ class SequenceEncoder(nn.Module):
         self.norm = nn.LayerNorm(hidden)
 
     def forward(self, item_vectors: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        back = (lengths[:, None] - 1 - torch.arange(item_vectors.shape[1])).clamp(min=0)  # padding: any row will do
+        back = (lengths[:, None] - 1 - torch.arange(item_vectors.shape[1], device=lengths.device)).clamp(min=0)  # padding: any row will do
         x = self.drop(self.input_norm(item_vectors + self.positions(back)))
         for block in self.blocks:
             x = block(x)
@@ -141,7 +142,7 @@ class SequentialRecommenderNet(nn.Module):
     def last_scores(self, padded: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         table = self.items()
         states = self.encoder(table[padded], lengths)
-        return states[torch.arange(len(lengths)), lengths - 1] @ table[1:].T
+        return states[torch.arange(len(lengths), device=lengths.device), lengths - 1] @ table[1:].T
 
 
 def training_windows(sequences: list[np.ndarray], max_len: int, stride: int = 0) -> list[np.ndarray]:
@@ -159,7 +160,7 @@ def window_targets(padded: torch.Tensor, n_targets: torch.Tensor) -> torch.Tenso
     """Next-item targets of right-padded windows, keeping only each window's last `n_targets` (the rest: 0)."""
     targets = padded[:, 1:].clone()
     lengths = (padded > 0).sum(1)
-    targets[torch.arange(targets.shape[1])[None, :] < (lengths - 1 - n_targets)[:, None]] = 0
+    targets[torch.arange(targets.shape[1], device=padded.device)[None, :] < (lengths - 1 - n_targets)[:, None]] = 0
     return targets
 
 
@@ -189,6 +190,7 @@ class SASRec:
         self.params = params or self.Params()
         self.members = nn.ModuleList()  # the trained nets (one unless params.ensemble > 1)
         self.n_items = 0
+        self.device = resolve_device()  # LMREC_DEVICE; not a param, so not part of the model version
 
     # Subclasses (the text hybrid) change only the item table and what rebuilding it needs.
     def build_items(self, data: SplitData) -> nn.Module:
@@ -235,7 +237,7 @@ class SASRec:
         p = self.params
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
-        net = self.build_net(self.build_items(data))
+        net = self.build_net(self.build_items(data)).to(self.device)
         self.members = nn.ModuleList([net])
         optimizer = torch.optim.Adam(net.parameters(), lr=p.lr, weight_decay=p.weight_decay)
         windows = training_windows(data.train_sequences, p.max_len, p.window_stride)
@@ -251,8 +253,8 @@ class SASRec:
             losses, out_of_budget = [], False
             for batch in length_batches(windows, p.batch_size, rng):
                 rows = [windows[i] for i in batch]
-                padded = pad_right(rows, max(len(r) for r in rows))
-                targets = window_targets(padded, torch.from_numpy(n_targets[batch]))
+                padded = pad_right(rows, max(len(r) for r in rows)).to(self.device)
+                targets = window_targets(padded, torch.from_numpy(n_targets[batch]).to(self.device))
                 loss = net.loss(padded[:, :-1], targets, p.label_smoothing)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -294,14 +296,15 @@ class SASRec:
         # An empty history reads one padding token: the scores are then the model's "no context" prior.
         lengths = torch.from_numpy(np.array([max(len(r), 1) for r in rows], dtype=np.int64))
         padded = pad_right(rows, int(lengths.max()) if len(rows) else 1)
-        scores = [net.last_scores(padded, lengths) for net in self.members]
+        scores = [net.last_scores(padded.to(self.device), lengths.to(self.device)) for net in self.members]
         if len(scores) == 1:
-            return scores[0].numpy()
+            return scores[0].cpu().numpy()
         # Members' logits differ in scale and offset: average their log-probabilities.
-        return torch.stack([F.log_softmax(s, dim=1) for s in scores]).mean(0).numpy()
+        return torch.stack([F.log_softmax(s, dim=1) for s in scores]).mean(0).cpu().numpy()
 
     def save(self, path: Path) -> None:
-        save_file({k: v.contiguous() for k, v in self.members.state_dict().items()}, str(path / "model.safetensors"))
+        # CPU tensors: the artifact loads on any device.
+        save_file({k: v.cpu().contiguous() for k, v in self.members.state_dict().items()}, str(path / "model.safetensors"))
         (path / "params.json").write_text(self.params.model_dump_json())
         (path / "fitted.json").write_text(json.dumps(self.fitted_state()))
 
@@ -311,6 +314,6 @@ class SASRec:
         fitted = json.loads((path / "fitted.json").read_text())
         model.restore_fitted(fitted)
         model.members = nn.ModuleList(model.build_net(model.empty_items(fitted)) for _ in range(model.params.ensemble))
-        model.members.load_state_dict(load_file(str(path / "model.safetensors")))
-        model.members.eval()
+        model.members.load_state_dict(load_file(str(path / "model.safetensors")))  # built and loaded on CPU ...
+        model.members.to(model.device).eval()  # ... then moved to LMREC_DEVICE
         return model

@@ -1,0 +1,40 @@
+"""Where the PyTorch models run: `LMREC_DEVICE` = auto (default: CUDA when torch sees a GPU, else CPU) | cpu | cuda.
+
+The device is how a model is run, not what it is: it is never a Params field (so it never enters a model version:
+the same model trained on CPU or GPU is the same version), artifacts hold CPU tensors (safetensors files carry no
+device), and the model card records where a model was trained. Every torch model resolves the device once, in its
+constructor, moves its modules there, creates its tensors there and hands scores back as CPU numpy arrays.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str | None = None) -> torch.device:
+    """`name`, else `LMREC_DEVICE`, else auto. Asking for CUDA on a machine without it is an error, not a silent CPU
+    run: a job sized for a GPU would otherwise take hours and look hung."""
+    name = (name or os.environ.get("LMREC_DEVICE") or "auto").strip().lower()
+    if name not in DEVICES:
+        raise ValueError(f"LMREC_DEVICE={name!r} is not a device; choose one of {', '.join(DEVICES)}")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"LMREC_DEVICE=cuda but torch sees no CUDA device (torch {torch.__version__}, built for CUDA "
+            f"{torch.version.cuda or 'none'}); set LMREC_DEVICE=cpu or auto, or install a CUDA build of torch"
+        )
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def autocast(device: torch.device, bf16: bool) -> torch.autocast:
+    """Mixed precision for the LM forward passes (weights stay fp32), switched by the model's `bf16` param.
+
+    CPU: bf16 autocast (about 2x faster steps on CPUs with AMX / AVX512-BF16). CUDA: bf16 too, on GPUs that have it
+    (Ampere and later); older GPUs run fp32, because fp16 would need a gradient scaler in every training loop."""
+    enabled = bf16 and (device.type == "cpu" or torch.cuda.is_bf16_supported())
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
