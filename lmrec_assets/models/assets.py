@@ -24,7 +24,7 @@ from lmrec_assets.models.popularity import Popularity
 from lmrec_assets.models.prompt_tuning import LMPromptTuning
 from lmrec_assets.models.registry import latest_versions, load_model
 from lmrec_assets.models.sasrec import SASRec
-from lmrec_assets.models.text import BUNDLED_LM
+from lmrec_assets.models.text import BUNDLED_LM, encoder_precision
 from lmrec_assets.models.zero_shot import ZeroShotPrompt
 from lmrec_assets.resources import ArtifactStoreResource, DatasetResource, TrainingProfileResource, WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL, frame_metadata, replace_rows, table_exists
@@ -130,8 +130,12 @@ def build_model_asset(name: str) -> AssetsDefinition:
         upstream_models = upstream_model_versions(warehouse, model_class)
         # A model that reads other models (lm_rerank's retrievers) is a new version when any of them is.
         versioned = params.model_dump() | ({"upstream_models": upstream_models} if upstream_models else {})
-        # The device (LMREC_DEVICE) is never hashed: the same model trained on CPU or GPU is the same version (the card
-        # records where it trained).
+        # Item vectors from a non-default encoder precision (LMREC_ENCODER_PRECISION) make a different model; fp32
+        # adds nothing, so versions from before precisions existed stay valid. The device (LMREC_DEVICE) is never
+        # hashed: the same model trained on CPU or GPU is the same version (the card records where it trained).
+        precision = encoder_precision() if "item_embeddings" in model_class.upstream else None
+        if precision not in (None, "fp32"):
+            versioned |= {"encoder_precision": precision}
         version = model_version(name, model_class.code_version, versioned, data.fingerprint)
         if (existing := registered(warehouse, name, version)) is not None:
             # Same code, config and training data: the saved artifact is exactly what training would produce.
@@ -154,7 +158,7 @@ def build_model_asset(name: str) -> AssetsDefinition:
         card = training_card(
             name=name, version=version, description=description, code_version=model_class.code_version,
             params=params.model_dump(), report=report, fit_seconds=fit_seconds, data=data, batches=batches,
-            base_lm=base_lm, run_id=context.run_id, profile=profile, device=device,
+            base_lm=base_lm, run_id=context.run_id, profile=profile, device=device, encoder_precision=precision,
         )
         write_card(path, card)  # inside the artifact folder, so the lineage row below hashes it with the weights
         context.log.info(f"{name} {version}: fitted in {fit_seconds:.1f}s on {device}, valid NDCG@10 {report.valid_ndcg_at_10}")

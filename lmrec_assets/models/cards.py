@@ -51,10 +51,11 @@ def training_card(
     run_id: str,
     profile: dict | None = None,
     device: str,
+    encoder_precision: str | None = None,
 ) -> str:
     """The card as training knows it; evaluation and fairness sections are placeholders until those assets run.
     `profile`: {profile, budget_minutes, budget_share_minutes} of the run (`models/profiles.py`); `device`: where it
-    trained (LMREC_DEVICE, not part of the version)."""
+    trained (LMREC_DEVICE, not part of the version); `encoder_precision`: of the item-text vectors it read, if any."""
     budget = {k: params[k] for k in BUDGET_KEYS if k in params}
     hyper = {k: v for k, v in params.items() if k not in BUDGET_KEYS}
     n_train = sum(len(s) for s in data.train_sequences)
@@ -79,6 +80,7 @@ def training_card(
             run_budget = f"run budget {total:g} min, this model's share {share:g} min"
         profile_text = f"`{profile.get('profile')}` ({setting}; {run_budget}; values set in the run config win)"
     created = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    precision_text = f"\n- Item-text encoder precision: `{encoder_precision}`" if encoder_precision else ""
     return "\n\n".join([
         f"# Model card: {name} `{version}`",
         description,
@@ -86,7 +88,7 @@ def training_card(
 - Model: `{name}`, version `{version}` (sha256 of name, code version, config and training data), code version `{code_version}`
 - Base language model: {lm_text}
 - Trainable parameters: {report.trainable_parameters:,}
-- Trained {created} by Dagster run `{run_id}` on `{device}` (`LMREC_DEVICE`; the version does not depend on it)"""),
+- Trained {created} by Dagster run `{run_id}` on `{device}` (`LMREC_DEVICE`; the version does not depend on it){precision_text}"""),
         _section("data", f"""## Data and split
 - Training data fingerprint `{data.fingerprint}`: {data.n_users:,} users, {data.n_items:,} items, {n_train:,} train interactions
 - Raw batches:

