@@ -38,7 +38,7 @@ class LMFinetuneParams(LMNextItemParams):
 
 class LMFinetune(NextItemLM):
     name = "lm_finetune"
-    code_version = "1"
+    code_version = "2"  # 2: the head adds the text similarity of the recent items (ItemHead)
     Params = LMFinetuneParams
 
     @property

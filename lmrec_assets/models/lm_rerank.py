@@ -43,7 +43,13 @@ from torch import nn
 
 from lmrec_assets.models.base import FitReport, ModelParams, Recommender, SplitData
 from lmrec_assets.models.lm_finetune import LMFinetune, LMFinetuneParams
-from lmrec_assets.models.lm_training import LMNextItemParams, NextItemLM, history_prompts
+from lmrec_assets.models.lm_training import (
+    LMNextItemParams,
+    NextItemLM,
+    history_prompts,
+    history_similarity,
+    recent_items,
+)
 from lmrec_assets.models.prompt_tuning import LMPromptTuning, LMPromptTuningParams
 from lmrec_assets.models.ranking import evaluate, mask_seen, top_k
 from lmrec_assets.models.text import BUNDLED_LM, encode_texts
@@ -99,18 +105,8 @@ class RankerHead(nn.Module):
         """users (B, d) prompt vectors; recent (B, k) item indices, -1 = none; items (B, N) candidates → (B, N)."""
         candidates = self.item_vectors[items]  # (B, N, d)
         prompt = torch.einsum("bd,bnd->bn", users, candidates)
-        history = torch.einsum("bkd,bnd->bkn", self.item_vectors[recent.clamp(min=0)], candidates)
-        history = history.masked_fill((recent < 0)[:, :, None], -1.0).amax(dim=1)  # nothing seen: no evidence
+        history = history_similarity(self.item_vectors, recent, candidates)
         return self.prompt_scale * prompt + self.history_scale * history + self.bias[items]
-
-
-def recent_items(histories: list[np.ndarray], k: int) -> torch.Tensor:
-    """(len(histories), k) each history's k newest items, -1 padded."""
-    out = np.full((len(histories), k), -1, dtype=np.int64)
-    for i, h in enumerate(histories):
-        tail = h[-k:]
-        out[i, : len(tail)] = tail
-    return torch.from_numpy(out)
 
 
 def _user_lm(p: LMRerankParams) -> NextItemLM:

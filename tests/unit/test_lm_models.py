@@ -11,7 +11,7 @@ from transformers import AutoModel
 from lmrec_assets.models.base import SplitData
 from lmrec_assets.models.embeddings import item_embeddings
 from lmrec_assets.models.lm_finetune import LMFinetune, LMFinetuneParams
-from lmrec_assets.models.lm_training import batch_loss
+from lmrec_assets.models.lm_training import ItemHead, batch_loss
 from lmrec_assets.models.prompt_tuning import LMPromptTuning, LMPromptTuningParams
 from lmrec_assets.models.text import encode_texts, resolve_lm
 from lmrec_assets.models.zero_shot import ZeroShotParams, ZeroShotPrompt
@@ -108,7 +108,8 @@ def test_lora_lowers_the_loss_and_saves_a_standard_peft_adapter(tmp_path):
     report = model.fit(data)
     losses = [row["loss"] for row in report.curve[1:]]
     assert len(losses) == 3 and losses[-1] < losses[0]
-    assert report.trainable_parameters == 6 * 2 * 2 * 8 * 384 + 15  # LoRA A, B on q and v in 6 layers + item bias
+    # LoRA A, B on q and v in 6 layers + item bias + the history term's scale
+    assert report.trainable_parameters == 6 * 2 * 2 * 8 * 384 + 15 + 1
 
     model.save(tmp_path)
     adapter = PeftModel.from_pretrained(AutoModel.from_pretrained(resolve_lm()), tmp_path / "adapter")
@@ -148,3 +149,16 @@ def test_prompt_tuning_trains_only_the_virtual_tokens(tmp_path):
     model.save(tmp_path)
     users = np.arange(6)
     np.testing.assert_allclose(LMPromptTuning.load(tmp_path).score(users, data.train_sequences), model.score(users, data.train_sequences), atol=1e-4)
+
+
+def test_item_head_adds_the_best_text_match_among_the_recent_items():
+    vectors = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [-1.0, 0.2]]), dim=-1)
+    head = ItemHead(vectors, temperature=0.5, item_bias=False, history_items=2, history_scale=3.0)
+    users = torch.zeros(2, 2)  # no prompt evidence: only the history term is left
+    logits = head(users, [np.array([3, 0, 1]), np.array([], dtype=np.int64)])
+    # Row 0: the 2 newest items are 0 and 1; each candidate gets 3 · its best cosine to one of them.
+    expected = 3.0 * torch.stack([vectors[[0, 1]] @ v for v in vectors]).amax(dim=1)
+    torch.testing.assert_close(logits[0], expected)
+    torch.testing.assert_close(logits[1], torch.full((4,), -3.0))  # no history: no evidence (cosine -1), same for all
+    no_history = ItemHead(vectors, temperature=0.5, item_bias=False)
+    torch.testing.assert_close(no_history(users, [np.array([0]), np.array([1])]), torch.zeros(2, 4))
