@@ -124,8 +124,17 @@ def training_params(
 
 def user_set(config: ModelParams, run_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The values the user set (precedence 1 above): the keys of the asset's `run_config` (its `ops.<name>.config`
-    mapping as submitted) and the fields set explicitly on `config`, with `config`'s validated values."""
-    keys = set(config.model_fields_set) | {k for k in (run_config or {}) if k in type(config).model_fields}
+    mapping as submitted), and the fields set explicitly on `config` whose value differs from the default, with
+    `config`'s validated values.
+
+    The default check is needed because Dagster builds the config object with every enum field set explicitly (a
+    `Literal` field such as lm_rerank's `ranker` arrives in `model_fields_set` though nobody set it), which would
+    otherwise pin the demo default over the profile: the first measured nightly run trained lm_rerank's LoRA ranker
+    instead of QUALITY's soft prompt for that reason. A value the user really set equal to the default is still in
+    the submitted `run_config`."""
+    fields = type(config).model_fields
+    explicit = {k for k in config.model_fields_set if getattr(config, k) != fields[k].get_default(call_default_factory=True)}
+    keys = explicit | {k for k in (run_config or {}) if k in fields}
     return config.model_dump(include=keys)
 
 

@@ -104,6 +104,25 @@ def test_values_the_user_set_in_run_config_win():
     assert params.max_minutes == pytest.approx(0.33)  # 1 minute shared by QUALITY's 3 members, rounded down
 
 
+def test_enum_fields_dagster_fills_in_are_not_user_set():
+    """Dagster sets every Literal (enum) field on the config object (lm_rerank's `ranker`, lm_finetune's `mode`); only
+    a submitted value may beat the profile, else a QUALITY that sets one would be silently ignored."""
+    from lmrec_assets.models.lm_rerank import LMRerankParams
+
+    seen = []
+
+    @asset
+    def probe(context: AssetExecutionContext, config: LMRerankParams) -> None:
+        assert "ranker" in config.model_fields_set  # what Dagster does (the reason for the check)
+        seen.append(profiles.user_set(config, profiles.op_run_config(context.run.run_config, context.op_execution_context.op.name)))
+
+    for op_config, user_set in [({}, {}), ({"ranker": "lora"}, {"ranker": "lora"}),
+                                ({"ranker": "zero_shot", "candidates": 20}, {"ranker": "zero_shot", "candidates": 20})]:
+        materialize([probe], run_config={"ops": {"probe": {"config": op_config}}}, instance=DagsterInstance.ephemeral(),
+                    raise_on_error=True)
+        assert seen[-1] == user_set  # {}: the profile decides; "lora" (the default) set by the user: kept
+
+
 def test_user_set_reads_the_submitted_op_config():
     run_config = {"ops": {"sasrec": {"config": {"ensemble": 1, "unknown": 2}}, "ease": {"config": {"seed": 3}}}}
     typed = profiles.op_run_config(run_config, "sasrec")
