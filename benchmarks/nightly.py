@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,23 +34,16 @@ RESULTS = ROOT / "benchmarks" / "results"
 SHORT_NAMES = {"movielens-100k": "ml100k"}
 
 
-def step_seconds(dagster_home: Path) -> tuple[str, dict[str, float]]:
-    """(run id, {step: seconds}) of the instance's one run, from its event log."""
-    from dagster import DagsterEventType, DagsterInstance
+def run_step_seconds(dagster_home: Path) -> tuple[str, dict[str, float]]:
+    """(run id and status, {step: seconds}) of the instance's one run (pipeline_ml100k's event-log reader)."""
+    from dagster import DagsterInstance
     from dagster._core.instance.ref import InstanceRef
+
+    from pipeline_ml100k import step_seconds  # this folder is on sys.path when a benchmark script runs
 
     with DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home))) as instance:
         (run,) = instance.get_runs()
-        starts, seconds = {}, defaultdict(float)
-        for record in instance.all_logs(run.run_id):
-            event = record.dagster_event
-            if event is None or event.step_key is None:
-                continue
-            if event.event_type == DagsterEventType.STEP_START:
-                starts[event.step_key] = record.timestamp
-            elif event.event_type in (DagsterEventType.STEP_SUCCESS, DagsterEventType.STEP_FAILURE):
-                seconds[event.step_key] += record.timestamp - starts.pop(event.step_key)
-        return f"{run.run_id} ({run.status.value})", dict(seconds)
+        return f"{run.run_id} ({run.status.value})", step_seconds(instance, run.run_id)
 
 
 def leaderboard_ndcg(name: str) -> dict[str, tuple[float, str]]:
@@ -118,7 +110,7 @@ def main() -> None:
 
 def write_report(args, name: str, work: Path, command: list[str], commit: str, exit_code: int, total: float,
                  peak_rss_mib: float) -> None:
-    run, steps = step_seconds(work / "dagster_home")
+    run, steps = run_step_seconds(work / "dagster_home")
 
     with duckdb.connect(str(work / "warehouse" / "lmrec.duckdb"), read_only=True) as con:
         metrics = con.execute(
