@@ -17,7 +17,7 @@ from lmrec_assets.models.registry import latest_versions, load_model
 from lmrec_assets.resources import WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL, frame_metadata, replace_rows
 
-CODE_VERSION = "1"
+CODE_VERSION = "2"  # 2: latest_recommendations = the newest run (skipped models drop out)
 VERSIONS_KEPT = 3  # older versions are pruned so the table stays small; lineage keeps the history
 
 
@@ -47,7 +47,7 @@ def recommend_top_k(model: Recommender, data: SplitData, k: int, batch_size: int
     kinds={"duckdb", "python"},
     owners=["team:ml"],
     description="Top-K items per user for every model (seen items excluded) → recs.recommendations; "
-    "recs.latest_recommendations shows each model's newest run.",
+    "recs.latest_recommendations shows the newest run (every model served now; a skipped model is not in it).",
     pool=WAREHOUSE_POOL,
     code_version=CODE_VERSION,
     freshness_policy=PUBLISHED_FRESHNESS,
@@ -88,7 +88,7 @@ def recommendations(context: AssetExecutionContext, config: RecommendationsConfi
             """
             create or replace view recs.latest_recommendations as
             select * from recs.recommendations
-            qualify run_id = first(run_id) over (partition by model order by generated_at desc)
+            where run_id = (select run_id from recs.recommendations order by generated_at desc limit 1)
             """
         )
         record_artifact(

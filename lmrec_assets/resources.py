@@ -127,10 +127,13 @@ class TrainingProfileResource(ConfigurableResource):
     QUALITY setting); empty = `demo` on the bundled demo dataset, `nightly` otherwise (`LMREC_PROFILE`).
     `budget_minutes`: training minutes for the whole run, shared by the clock-budgeted models by the rule in
     `models/profiles.py` (`LMREC_TRAINING_BUDGET_MINUTES`; unset: 45 under nightly, none under demo; 0: none).
-    Both can be set per run: `resources: {training: {config: {profile: nightly, budget_minutes: 30}}}`."""
+    `memory_budget_gb`: the memory one model may use (`LMREC_MEMORY_BUDGET_GB`; unset: 75% of this machine's RAM).
+    A model whose estimated time exceeds the run budget, or memory this, is skipped (`models/costs.py`).
+    All can be set per run: `resources: {training: {config: {profile: nightly, budget_minutes: 30}}}`."""
 
     profile: str = ""
     budget_minutes: float | None = None
+    memory_budget_gb: float | None = None
 
 
 def _env_or_default(name: str, default: str) -> str | EnvVar:
@@ -171,5 +174,6 @@ def default_resources() -> dict[str, ConfigurableResource]:
         "training": TrainingProfileResource(
             profile=_env_or_default("LMREC_PROFILE", ""),
             budget_minutes=float(budget) if (budget := os.environ.get("LMREC_TRAINING_BUDGET_MINUTES")) else None,
+            memory_budget_gb=float(memory) if (memory := os.environ.get("LMREC_MEMORY_BUDGET_GB")) else None,
         ),
     }

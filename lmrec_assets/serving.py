@@ -1,7 +1,7 @@
 """The serving group: what analysts query. The serving database is rebuilt beside the live one and swapped in
 with one atomic rename, so a reader sees the old state or the new one, never a mix, and never blocks the pipeline.
 
-Tables: recommendations (latest run per model, each row with a grounded explanation), items, evaluation_metrics,
+Tables: recommendations (the newest recommendations run: every model served now, each row with a grounded explanation), items, evaluation_metrics,
 explanation_quality, generation_metrics and fairness_summary (once their assets have run), lineage_artifacts, champion,
 catalogue. Views: latest_recommendations, champion_recommendations, model_leaderboard, recommendation_lineage.
 Sensitive user attributes are not published: fairness_summary holds only aggregates over groups of users.

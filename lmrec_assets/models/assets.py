@@ -11,9 +11,11 @@ import pandas as pd
 from dagster import AssetExecutionContext, AssetsDefinition, DataVersion, MaterializeResult, MetadataValue, asset
 
 from lmrec_assets.lineage import record_artifact, reuse
+from lmrec_assets.memory import peak_rss_mib
 from lmrec_assets.models import profiles
 from lmrec_assets.models.base import FitReport, ModelParams, Recommender
 from lmrec_assets.models.cards import card_path, training_card, write_card
+from lmrec_assets.models.costs import NUMPY_BASE_BYTES, Cost, DataSize, fits, memory_budget_bytes
 from lmrec_assets.models.data import load_split_data
 from lmrec_assets.models.ease import EASE
 from lmrec_assets.models.generative_p5 import GenerativeP5
@@ -22,7 +24,7 @@ from lmrec_assets.models.lm_finetune import LMFinetune
 from lmrec_assets.models.lm_rerank import LMRerank
 from lmrec_assets.models.popularity import Popularity
 from lmrec_assets.models.prompt_tuning import LMPromptTuning
-from lmrec_assets.models.registry import latest_versions, load_model
+from lmrec_assets.models.registry import SKIPPED_MODELS, latest_versions, load_model
 from lmrec_assets.models.sasrec import SASRec
 from lmrec_assets.models.text import BUNDLED_LM, encoder_precision
 from lmrec_assets.models.zero_shot import ZeroShotPrompt
@@ -71,6 +73,12 @@ def resolve_training(
     share = profiles.budget_shares({n: cls for n, (cls, _) in MODELS.items()}, profile, budget).get(name)
     overrides = profiles.user_set(config, run_config)
     params = profiles.training_params(MODELS[name][0], profile, overrides, budget_share=share)
+    # A model that sizes itself to a memory budget (EASE's top-popular variant) gets at most the run's, less the
+    # step process's own footprint, unless the user set its budget: a smaller machine then shrinks the fit.
+    limit = memory_budget_bytes(training.memory_budget_gb) - NUMPY_BASE_BYTES
+    if "memory_budget_bytes" in type(params).model_fields and "memory_budget_bytes" not in overrides:
+        if 0 < limit < params.memory_budget_bytes:
+            params = params.model_copy(update={"memory_budget_bytes": int(limit)})
     return params, {"profile": profile, "budget_minutes": budget, "budget_share_minutes": share}
 
 
@@ -97,6 +105,40 @@ def upstream_model_versions(warehouse: WarehouseResource, model_class: type[Reco
             return {}
         latest = latest_versions(con, names)
     return {row.model: (row.model_version, row.artifact_path) for row in latest.itertuples()}
+
+
+def skip_reason(name: str, cost: Cost, training: TrainingProfileResource, budget_minutes: float | None,
+                has_upstream: bool) -> str | None:
+    """Why model `name` cannot train in this run (None: it can): its estimate against the run's time and memory
+    budgets (`models/costs.py`), or a model it reads (lm_rerank's retrievers) that is not trained."""
+    if not has_upstream:
+        return (f"none of the models {name} reads ({', '.join(n for n in MODELS[name][0].upstream if n in MODELS)}) "
+                "is trained in this warehouse: they were skipped or never materialized")
+    return fits(cost, budget_minutes, memory_budget_bytes(training.memory_budget_gb))
+
+
+def clear_skip(con, name: str) -> None:
+    """The model is served again (trained or re-used): it is no longer skipped."""
+    if table_exists(con, SKIPPED_MODELS):
+        con.execute(f"delete from {SKIPPED_MODELS} where model = ?", [name])
+
+
+def skip(context: AssetExecutionContext, warehouse: WarehouseResource, name: str, version: str, fingerprint: str,
+         reason: str, cost: Cost, metadata: dict) -> MaterializeResult:
+    """Record that `name` was not trained and why; its older versions stop being served (`registry`)."""
+    context.log.warning(f"{name}: skipped, not trained: {reason}")
+    row = pd.DataFrame([{
+        "model": name, "model_version": version, "run_id": context.run_id, "data_fingerprint": fingerprint,
+        "reason": reason, "estimated_run_seconds": cost.run_seconds, "estimated_peak_bytes": cost.peak_bytes,
+        "skipped_at": datetime.now(timezone.utc).replace(tzinfo=None),
+    }])
+    with warehouse.connect() as con:
+        con.begin()
+        replace_rows(con, SKIPPED_MODELS, row, where="model = ?", params=(name,))
+        con.commit()
+    return MaterializeResult(data_version=DataVersion(f"skipped-{version}"), metadata={
+        "outcome": f"skipped: {reason}", "model_version": version, **metadata, **cost.metadata(),
+    })
 
 
 def build_model_asset(name: str) -> AssetsDefinition:
@@ -139,11 +181,20 @@ def build_model_asset(name: str) -> AssetsDefinition:
         version = model_version(name, model_class.code_version, versioned, data.fingerprint)
         if (existing := registered(warehouse, name, version)) is not None:
             # Same code, config and training data: the saved artifact is exactly what training would produce.
+            with warehouse.connect() as con:
+                clear_skip(con, name)
             card = card_path(existing)
             return reuse(context, name, version, f"already trained, {existing}", current={
                 "model_version": version, "artifact_path": MetadataValue.path(existing), **profile_metadata,
                 **({"model_card": MetadataValue.md(card.read_text())} if card.is_file() else {}),
             })
+        # Budgets that follow the data: estimate before training, skip what cannot fit (never an OOM or a stall).
+        cost = model_class.cost(params, DataSize.of(data))
+        has_upstream = bool(upstream_models) or not any(n in MODELS for n in model_class.upstream)
+        if reason := skip_reason(name, cost, training, profile["budget_minutes"], has_upstream):
+            return skip(context, warehouse, name, version, data.fingerprint, reason, cost, profile_metadata)
+        context.log.info(f"{name}: estimated {cost.run_seconds / 60:.1f} min with scoring, peak "
+                         f"{cost.peak_bytes / 2**30:.2f} GiB ({cost.basis})")
         model = model_class(params)
         if upstream_models:
             model.attach_retrievers({m: load_model(m, path) for m, (_, path) in upstream_models.items()})
@@ -172,6 +223,7 @@ def build_model_asset(name: str) -> AssetsDefinition:
         with warehouse.connect() as con:
             con.begin()
             replace_rows(con, "models.model_registry", row, where="model = ? and model_version = ?", params=(name, version))
+            clear_skip(con, name)
             artifact_id = record_artifact(
                 con, asset_key=name, version=version, run_id=context.run_id, code_version=model_class.code_version,
                 parent_keys=[*SPLIT_DEPS, *model_class.upstream], path=path,
@@ -190,6 +242,8 @@ def build_model_asset(name: str) -> AssetsDefinition:
             "valid_ndcg_at_10": report.valid_ndcg_at_10,
             "trainable_parameters": report.trainable_parameters,
             "fit_seconds": round(fit_seconds, 2),
+            "peak_rss_mib": round(peak_rss_mib()),  # of the step's process (the whole run's, in-process)
+            **cost.metadata(),
             "device": device,
             "training_curve": _curve_markdown(report, path),
             "model_card": MetadataValue.md(card),

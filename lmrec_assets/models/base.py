@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar, Literal, Protocol, Self, runtime_checkable
+from typing import TYPE_CHECKING, ClassVar, Literal, Protocol, Self, runtime_checkable
 
 import numpy as np
 import scipy.sparse as sp
 from dagster import Config
+
+if TYPE_CHECKING:  # costs.py reads SplitData from here
+    from lmrec_assets.models.costs import Cost, DataSize
 
 Split = Literal["valid", "test"]
 
@@ -115,6 +118,11 @@ class Recommender(Protocol):
 
     @classmethod
     def load(cls, path: Path) -> Self: ...
+
+    @classmethod
+    def cost(cls, params: ModelParams, size: DataSize) -> Cost:
+        """Predicted time and peak memory on a split of this size, before training (`models/costs.py`)."""
+        ...
 
 
 @runtime_checkable

@@ -38,6 +38,7 @@ import scipy.linalg
 from safetensors.numpy import load_file, save_file
 
 from lmrec_assets.models.base import FitReport, ModelParams, SplitData, history_matrix
+from lmrec_assets.models.costs import NUMPY_BASE_BYTES, Cost, DataSize, scoring_cells_seconds
 from lmrec_assets.models.ranking import evaluate
 
 from threadpoolctl import threadpool_limits
@@ -219,6 +220,20 @@ class EASE:
             "estimated_full_seconds": round(full.seconds, 1),
             "estimated_full_peak_bytes": full.peak_bytes,
         }
+
+    @classmethod
+    def cost(cls, params: EASEParams, size: DataSize) -> Cost:
+        """`estimate` for the variant `_plan` will choose. Items with train interactions are not counted before the
+        fit, so at most min(catalogue, interactions) of them is assumed."""
+        k = min(size.n_items, size.n_interactions)
+        if params.max_items > 0:
+            k = min(k, params.max_items)
+        affordable = max_items_within(params.memory_budget_bytes, size.n_users, size.n_items, size.n_interactions)
+        k = min(k, max(affordable, 1))
+        fitted = estimate(size.n_users, size.n_items, size.n_interactions, len(params.l2_grid), fitted_items=k)
+        return Cost(seconds=fitted.seconds, scoring_seconds=scoring_cells_seconds(size),
+                    peak_bytes=NUMPY_BASE_BYTES + fitted.peak_bytes,
+                    basis=f"EASE's estimate for {k} fitted items ({fitted.dtype}, {len(params.l2_grid)} λ)")
 
     def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
         x = history_matrix(histories, users, self.n_items)

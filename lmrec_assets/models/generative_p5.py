@@ -54,6 +54,7 @@ from safetensors.torch import load_model, save_model
 from torch import nn
 
 from lmrec_assets.models.base import FitReport, ModelParams, SplitData
+from lmrec_assets.models.costs import BEAM_SECONDS_PER_USER, LM_BASE_BYTES, Cost, DataSize, data_bytes, scoring_cells_seconds
 from lmrec_assets.models.device import autocast, resolve_device
 from lmrec_assets.models.lm_training import budget_clock, optimizer_epoch
 from lmrec_assets.models.ranking import evaluate
@@ -326,6 +327,22 @@ class GenerativeP5:
                            attention_mask=sources["attention_mask"].repeat_interleave(per_source, 0),
                            decoder_input_ids=decoder_ids, decoder_attention_mask=(labels != -100).long()).logits
         return F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), labels.view(-1), ignore_index=-100)
+
+    @classmethod
+    def cost(cls, params: GenerativeP5Params, size: DataSize) -> Cost:
+        """The clock plus the fit's valid sample, then one constrained beam search per user (measured at beam 20 with
+        6 + 6 layers; scaled by beam width and layers). Memory: two LM stacks, the title trie, and the decoder's
+        cross-attention cache of one batch (users × beams × source tokens, keys and values per decoder layer)."""
+        p = params
+        layers = (p.encoder_layers or 6) + (p.decoder_layers or 6)
+        beam = BEAM_SECONDS_PER_USER * (p.beam_width / 20) * (layers / 12)
+        scoring = beam * size.n_eval_users + scoring_cells_seconds(size)
+        fit_valid = beam * min(p.fit_valid_users, size.n_eval_users)
+        cache = 2 * 4 * 384 * p.eval_batch_size * p.beam_width * p.max_source_tokens * (p.decoder_layers or 6)
+        peak = 1.5 * LM_BASE_BYTES + 200 * p.max_title_tokens * size.n_items + cache + data_bytes(size)
+        return Cost(seconds=p.max_minutes * 60 + fit_valid, scoring_seconds=scoring, peak_bytes=int(peak),
+                    basis=f"{p.max_minutes:g}-min clock + {min(p.fit_valid_users, size.n_eval_users)} valid users; "
+                    f"{beam:.3f} s per user's beam search (width {p.beam_width}, {layers} layers)")
 
     # --- Recommender ----------------------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ Params: defaults are demo-sized, like SASRec's; the MovieLens benchmark setting 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import numpy as np
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmrec_assets.models.base import FitReport, SplitData
+from lmrec_assets.models.costs import ITEM_VECTOR_BYTES, Cost, DataSize
 from lmrec_assets.models.ranking import evaluate
 from lmrec_assets.models.sasrec import QUALITY as SASREC_QUALITY
 from lmrec_assets.models.sasrec import SASRec, SASRecParams
@@ -85,6 +87,18 @@ class HybridSeq(SASRec):
     cold_offset = 0.0  # added to the scores of items without train interactions (chosen on valid by `fit`)
     upstream = ("item_embeddings",)
     Params = HybridSeqParams
+
+    @classmethod
+    def cost(cls, params: HybridSeqParams, size: DataSize) -> Cost:
+        """SASRec's, plus the cold-offset grid's valid passes and the item-text vectors with the mixture of experts'
+        outputs (and their gradients) per item."""
+        base = super().cost(params, size)
+        grid = len(params.cold_offset_grid) if params.cold_offset_grid not in ([], [0.0]) else 0
+        text_bytes = size.n_items * (ITEM_VECTOR_BYTES + 12 * params.experts * params.hidden)
+        return dataclasses.replace(
+            base, seconds=base.seconds + grid * base.scoring_seconds, peak_bytes=base.peak_bytes + text_bytes,
+            basis=f"{base.basis}; + {grid} cold-offset valid passes, item-text vectors",
+        )
 
     def fit(self, data: SplitData) -> FitReport:
         self.cold_offset = 0.0  # members are early-stopped on plain scores

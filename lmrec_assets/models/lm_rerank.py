@@ -42,6 +42,16 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lmrec_assets.models.base import FitReport, ModelParams, Recommender, SplitData
+from lmrec_assets.models.costs import (
+    SEQUENCE_SECONDS_PER_USER,
+    Cost,
+    DataSize,
+    lm_bytes,
+    prompt_scoring_seconds,
+    scoring_bytes,
+    scoring_cells_seconds,
+)
+from lmrec_assets.models.ease import EASEParams
 from lmrec_assets.models.lm_finetune import LMFinetune, LMFinetuneParams
 from lmrec_assets.models.lm_training import (
     LMNextItemParams,
@@ -138,6 +148,22 @@ class LMRerank:
         self.head: RankerHead | None = None
         self.blend = 0.0
         self.item_titles: list[str] = []
+
+    @classmethod
+    def cost(cls, params: LMRerankParams, size: DataSize) -> Cost:
+        """The clock counts from the start of fit, so it covers choosing the retriever (one valid pass of each), its
+        recall and the untrained blend unless those alone outlast it; then the last epoch's blend and the check pass.
+        A pass scores the catalogue with the retriever (a 3-member SASRec at most) and encodes one prompt per user.
+        Memory: the LM, the retrievers' artifacts (EASE's dense k × k weights the largest), full-catalogue scores
+        and their retriever order for one batch."""
+        retriever = scoring_cells_seconds(size) + 3 * SEQUENCE_SECONDS_PER_USER * size.n_eval_users
+        scoring = retriever + prompt_scoring_seconds(size)
+        before_training = len(RETRIEVERS) * retriever + retriever + scoring
+        ease_items = min(size.n_items, size.n_interactions, EASEParams().max_items)
+        peak = lm_bytes(size) + 4 * ease_items**2 + 2 * scoring_bytes(size)
+        return Cost(seconds=max(params.max_minutes * 60, before_training) + 2 * scoring, scoring_seconds=scoring,
+                    peak_bytes=int(peak), basis=f"{params.max_minutes:g}-min clock (from the retriever choice on) + 2 "
+                    "valid passes; a pass = retriever scoring + one LM prompt per user")
 
     def attach_retrievers(self, retrievers: dict[str, Recommender]) -> None:
         """Fitted candidate models (the factory loads the registered ones; benchmarks pass their own)."""

@@ -42,6 +42,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lmrec_assets.models.base import FitReport, ModelParams, SplitData
+from lmrec_assets.models.costs import Cost, DataSize, lm_bytes, prompt_scoring_seconds
 from lmrec_assets.models.device import autocast, resolve_device
 from lmrec_assets.models.ranking import evaluate
 from lmrec_assets.models.text import BUNDLED_LM, encode_texts, render_history_prompt, resolve_lm
@@ -155,6 +156,15 @@ class NextItemLM:
         from transformers import AutoTokenizer  # transformers is slow to import; keep it off the code-location load
 
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_lm(self.params.lm))
+
+    @classmethod
+    def cost(cls, params: LMNextItemParams, size: DataSize) -> Cost:
+        """The clock plus the last epoch's valid pass; memory: the LM, item vectors (and the head's copy) and one
+        batch's full-catalogue logits with their gradient."""
+        scoring = prompt_scoring_seconds(size)
+        peak = lm_bytes(size, item_vector_copies=2) + 12 * params.batch_size * size.n_items
+        return Cost(seconds=params.max_minutes * 60 + scoring, scoring_seconds=scoring, peak_bytes=int(peak),
+                    basis=f"{params.max_minutes:g}-min clock + a valid pass; a pass = one LM prompt per user")
 
     # --- what a subclass provides ---------------------------------------------------------------------------------
 

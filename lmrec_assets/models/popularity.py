@@ -9,6 +9,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from lmrec_assets.models.base import FitReport, ModelParams, SplitData
+from lmrec_assets.models.costs import NUMPY_BASE_BYTES, Cost, DataSize, data_bytes, scoring_bytes, scoring_cells_seconds
 
 
 class Popularity:
@@ -26,6 +27,12 @@ class Popularity:
         items = np.concatenate(data.train_sequences) if data.train_sequences else np.array([], dtype=np.int64)
         self.item_counts = np.bincount(items, minlength=data.n_items).astype(np.float32)
         return FitReport()
+
+    @classmethod
+    def cost(cls, params: ModelParams, size: DataSize) -> Cost:
+        return Cost(seconds=1e-7 * size.n_interactions, scoring_seconds=scoring_cells_seconds(size),
+                    peak_bytes=int(NUMPY_BASE_BYTES + data_bytes(size) + scoring_bytes(size)),
+                    basis="item counts; scoring = every evaluation user × catalogue item")
 
     def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
         return np.broadcast_to(self.item_counts, (len(users), len(self.item_counts))).copy()

@@ -1,4 +1,8 @@
-"""Find and load the latest trained version of each model from `models.model_registry`."""
+"""Find and load the latest trained version of each model from `models.model_registry`.
+
+A model listed in `models.skipped_models` (its latest refresh estimated it could not fit the run's time or memory
+budget, `models/costs.py`) has no latest version: its older artifacts were trained on other data, so evaluation,
+recommendations and the champion leave it out until a refresh trains or re-uses a version of it again."""
 
 from __future__ import annotations
 
@@ -8,13 +12,17 @@ import duckdb
 import pandas as pd
 
 from lmrec_assets.models.base import Recommender
+from lmrec_assets.warehouse import table_exists
+
+SKIPPED_MODELS = "models.skipped_models"
 
 
 def latest_versions(con: duckdb.DuckDBPyConnection, names: list[str]) -> pd.DataFrame:
+    skipped = f"and model not in (select model from {SKIPPED_MODELS})" if table_exists(con, SKIPPED_MODELS) else ""
     return con.execute(
-        """
+        f"""
         select * from models.model_registry
-        where model in (select unnest(?))
+        where model in (select unnest(?)) {skipped}
         qualify row_number() over (partition by model order by created_at desc) = 1
         order by model
         """,

@@ -34,6 +34,15 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from lmrec_assets.models.base import FitReport, ModelParams, SplitData
+from lmrec_assets.models.costs import (
+    SEQUENCE_SECONDS_PER_USER,
+    TORCH_BASE_BYTES,
+    Cost,
+    DataSize,
+    data_bytes,
+    scoring_bytes,
+    scoring_cells_seconds,
+)
 from lmrec_assets.models.device import resolve_device
 from lmrec_assets.models.ranking import evaluate
 
@@ -208,6 +217,19 @@ class SASRec:
     def build_net(self, items: nn.Module) -> SequentialRecommenderNet:
         p = self.params
         return SequentialRecommenderNet(items, SequenceEncoder(p.max_len, p.hidden, p.layers, p.heads, p.dropout))
+
+    @classmethod
+    def cost(cls, params: SASRecParams, size: DataSize) -> Cost:
+        """Each member trains against its clock, then overshoots by its final valid evaluation. Memory: the item
+        table with its gradient and Adam moments, and the full-catalogue logits of one batch (with their softmax and
+        gradient)."""
+        p = params
+        scoring = p.ensemble * (scoring_cells_seconds(size) + SEQUENCE_SECONDS_PER_USER * size.n_eval_users)
+        logits = 12 * p.batch_size * p.max_len * size.n_items
+        peak = TORCH_BASE_BYTES + 16 * p.hidden * size.n_items + logits + scoring_bytes(size) + data_bytes(size)
+        return Cost(seconds=p.ensemble * (p.max_minutes * 60 + scoring / p.ensemble), scoring_seconds=scoring,
+                    peak_bytes=int(peak), basis=f"{p.ensemble} × {p.max_minutes:g}-min clock + a valid pass each; "
+                    f"logits {p.batch_size} × {p.max_len} × catalogue")
 
     def fit(self, data: SplitData) -> FitReport:
         """Train `ensemble` members one after the other (each early-stopped on its own valid NDCG@10)."""

@@ -17,6 +17,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from lmrec_assets.models.base import FitReport, ModelParams, SplitData
+from lmrec_assets.models.costs import Cost, DataSize, lm_bytes, prompt_scoring_seconds
 from lmrec_assets.models.lm_training import history_prompts, valid_ndcg
 from lmrec_assets.models.text import BUNDLED_LM, encode_texts
 
@@ -44,6 +45,14 @@ class ZeroShotPrompt:
         self.item_vectors: np.ndarray | None = None  # (n_items, dim) L2-normalised
         self.item_titles: list[str] = []
         self.max_history_items = self.params.max_history_items
+
+    @classmethod
+    def cost(cls, params: ZeroShotParams, size: DataSize) -> Cost:
+        """No training: one valid pass per history length tried."""
+        passes = max(1, len(params.history_grid))
+        scoring = prompt_scoring_seconds(size)
+        return Cost(seconds=passes * scoring, scoring_seconds=scoring, peak_bytes=int(lm_bytes(size)),
+                    basis=f"{passes} valid pass(es); a pass = one LM prompt per user")
 
     def fit(self, data: SplitData) -> FitReport:
         self.item_vectors, _ = encode_texts(data.item_text, self.params.lm)
