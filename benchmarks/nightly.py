@@ -46,6 +46,21 @@ def run_step_seconds(dagster_home: Path) -> tuple[str, dict[str, float]]:
         return f"{run.run_id} ({run.status.value})", step_seconds(instance, run.run_id)
 
 
+def model_outcomes(dagster_home: Path, models: list[str]) -> dict[str, dict]:
+    """{model: outcome, estimated vs measured fit seconds and peak memory} from each model asset's materialization."""
+    from dagster import AssetKey, DagsterInstance
+    from dagster._core.instance.ref import InstanceRef
+
+    keys = ("outcome", "estimated_fit_seconds", "fit_seconds", "estimated_peak_mib", "peak_rss_mib")
+    out = {}
+    with DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home))) as instance:
+        for model in models:
+            event = instance.get_latest_materialization_event(AssetKey(model))
+            metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+            out[model] = {k: getattr(metadata[k], "value", None) for k in keys if k in metadata}
+    return out
+
+
 def leaderboard_ndcg(name: str) -> dict[str, tuple[float, str]]:
     """{model: (test NDCG@10, commit)} from the committed leaderboard and the generative benchmark."""
     board = {}
@@ -119,8 +134,14 @@ def write_report(args, name: str, work: Path, command: list[str], commit: str, e
         registry = con.execute(
             "select model, model_version, params, fit_seconds, created_at from models.model_registry "
             "qualify row_number() over (partition by model order by created_at desc) = 1").df()
+        skipped = (con.execute("select model, reason from models.skipped_models order by model").df()
+                   if con.execute("select count(*) from information_schema.tables where table_schema = 'models' "
+                                  "and table_name = 'skipped_models'").fetchone()[0] else None)
     with duckdb.connect(str(work / "serving" / "lmrec_serving.duckdb"), read_only=True) as con:
         champion = con.execute("select * from champion").df().to_dict(orient="records")
+    from lmrec_assets.models.assets import MODELS
+
+    outcomes = model_outcomes(work / "dagster_home", list(MODELS))
 
     board = leaderboard_ndcg(name)
     rows = []
@@ -146,7 +167,8 @@ def write_report(args, name: str, work: Path, command: list[str], commit: str, e
         "command": " ".join(command), "run": run, "exit_code": exit_code,
         "protocol": metrics.protocol.iloc[0], "total_seconds": round(total, 1), "peak_rss_mib": round(peak_rss_mib),
         "step_seconds": {k: round(v, 1) for k, v in sorted(steps.items(), key=lambda kv: -kv[1])},
-        "models": rows, "champion": champion,
+        "models": rows, "champion": champion, "model_outcomes": outcomes,
+        "skipped": [] if skipped is None else skipped.to_dict(orient="records"),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"nightly_{name}.json").write_text(json.dumps(report, indent=2, default=str))
@@ -171,6 +193,16 @@ def write_report(args, name: str, work: Path, command: list[str], commit: str, e
           for r in sorted(rows, key=lambda r: -r["test_ndcg@10"])],
         "",
         "Champion: " + "; ".join(f"{c.get('model')} ({c.get('reason', '')})" for c in champion),
+        "",
+        "Skipped (budgets that follow the data): " + ("; ".join(f"{r['model']} ({r['reason']})" for r in report["skipped"])
+                                                       or "none"),
+        "",
+        "## Estimated vs measured (models/costs.py)",
+        "",
+        "| model | estimated fit s | fit s | estimated peak MiB | peak RSS MiB (step process) |",
+        "|---|---|---|---|---|",
+        *[f"| {m} | {o.get('estimated_fit_seconds', '–')} | {o.get('fit_seconds', '–')} | "
+          f"{o.get('estimated_peak_mib', '–')} | {o.get('peak_rss_mib', '–')} |" for m, o in outcomes.items()],
         "",
         "## Wall time per step (seconds)",
         "",
