@@ -99,7 +99,8 @@ def main() -> None:
 
     import torch
 
-    from lmrec_assets.models.text import cpu_has_bf16, render_history_prompt
+    from lmrec_assets.models.device import cpu_has_bf16
+    from lmrec_assets.models.text import render_history_prompt
 
     precisions = ["fp32", *[p for p in args.precisions.split(",") if p and p != "fp32"]]  # fp32: the reference
     texts, titles = file_items(args.texts, args.column, args.items) if args.texts else demo_items(args.items, args.seed)

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from lmrec_assets.models.device import resolve_device
+from lmrec_assets.models.device import bf16_native, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -40,14 +40,6 @@ def resolve_lm(lm: str | None = None) -> str:
     return lm
 
 
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes in bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated and slower."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a torch build without oneDNN
-        return False
-
-
 def encoder_precision(name: str | None = None) -> str:
     """`name`, else `LMREC_ENCODER_PRECISION`, as the sentence encoder will really run: fp32 (default) | int8 | bf16.
 
@@ -63,7 +55,7 @@ def encoder_precision(name: str | None = None) -> str:
     if name not in PRECISIONS:
         raise ValueError(f"LMREC_ENCODER_PRECISION={name!r} is not a precision; choose one of {', '.join(PRECISIONS)}")
     device = resolve_device()
-    if name == "bf16" and not (torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_has_bf16()):
+    if name == "bf16" and not bf16_native(device):
         log.warning(f"LMREC_ENCODER_PRECISION=bf16: {device} has no native bf16; encoding in fp32")
         return "fp32"
     return name

@@ -9,10 +9,10 @@ import torch
 from lmrec_assets.ingestion.sources.demo import MIN_HISTORY, generate_demo
 from lmrec_assets.models.base import FitReport, SplitData
 from lmrec_assets.models.cards import training_card
-from lmrec_assets.models.device import resolve_device
 from lmrec_assets.models.embeddings import embeddings_version
 from lmrec_assets.models.sasrec import SASRec, SASRecParams
-from lmrec_assets.models.text import cpu_has_bf16, encode_texts, encoder_precision, render_history_prompt
+from lmrec_assets.models.device import autocast, cpu_has_bf16, resolve_device
+from lmrec_assets.models.text import encode_texts, encoder_precision, render_history_prompt
 
 
 @pytest.fixture(autouse=True)
@@ -105,3 +105,10 @@ def test_model_card_records_the_device():
     assert f"by Dagster run `r` on `{device}` (`LMREC_DEVICE`; the version does not depend on it)" in card
     assert "- Item-text encoder precision: `int8`" in card
     assert "device" not in SASRecParams.model_fields  # so it never enters the model version
+
+
+def test_bf16_autocast_only_where_the_cpu_computes_bf16_natively():
+    """Emulated bf16 (an AVX2-only CPU) made one LM training step ~30x slower than fp32: autocast stays off there."""
+    cpu = torch.device("cpu")
+    assert autocast(cpu, True)._enabled == cpu_has_bf16()
+    assert not autocast(cpu, False)._enabled
