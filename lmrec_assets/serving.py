@@ -47,8 +47,8 @@ CATALOGUE = [
     ("recommendations", "model × user × rank", "Top-K items per user from each model's latest run; seen items excluded. "
      "`explanation`: why; `explanation_source`: how it was made: 'template' (names only the user's own history "
      "titles and shared categories; deterministic) or 'lm_generated' (the generative model's own sentence for its "
-     "top ranks, published only when it names no category the item lacks and is not empty or looping; otherwise "
-     "the row has the template)."),
+     "top ranks, published only when it names at least one of the item's categories, none it lacks, and is not "
+     "empty or looping; otherwise the row has the template)."),
     ("latest_recommendations", "model × user × rank", "recommendations with item titles, explanations and their "
      "source (view)."),
     ("champion_recommendations", "user × rank", "latest_recommendations of the champion model only, plus `champion` "
@@ -69,7 +69,8 @@ CATALOGUE = [
      "the template explanation of the held-out item names one of its categories; the same for every model; "
      "generation_metrics has the LM's). LM explanations: n_lm_generated (sentences written), n_lm_published "
      "(rows with source 'lm_generated'), n_hallucinations_rejected (named a category the item lacks), "
-     "n_degenerate_rejected (empty, unfinished or looping), hallucination_rate_generated (rejected ÷ written) and "
+     "n_ungrounded_rejected (named none of its categories), n_degenerate_rejected (empty, unfinished or looping), "
+     "hallucination_rate_generated (hallucinations ÷ written) and "
      "hallucination_rate_published (published LM rows naming a category the item lacks, re-checked: 0)."),
     ("fairness_summary", "model", "Per published model: worst user-group NDCG@10 gap, ratio and p-value per attribute, "
      "exposure Gini, coverage, popularity lift, long-tail share of the top-10, and counterfactual-prompt SNSR/SNSV "

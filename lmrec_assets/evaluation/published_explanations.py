@@ -10,9 +10,10 @@ The generative models (`GENERATIVE_MODELS`) write their own explanations of thei
 user's last titles and the recommended title), greedy decoding in batches. Free text can invent things, so each
 sentence is checked before it is published (`check_generated`): one that names a category the item does not have
 (PEPLER's feature words, whole phrases over the catalogue's category vocabulary, as `mentioned_features` finds them)
-is a hallucination, and one that is empty, unfinished or looping is degenerate; either way the row keeps its template
-(`explanation_source` 'template') and the rejection is counted in explanation_quality. Only the category vocabulary
-can be checked: a generated description may still be wrong about plot details.
+is a hallucination, one that names none of the item's categories is ungrounded (nothing in it can be checked), and
+one that is empty, unfinished or looping is degenerate; in each case the row keeps its template (`explanation_source`
+'template') and the rejection is counted in explanation_quality. Only the category vocabulary can be checked: a
+generated description may still be wrong about plot details.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from lmrec_assets.models.registry import load_version
 from lmrec_assets.models.text import encode_texts
 
 TEMPLATE, LM_GENERATED = "template", "lm_generated"  # explanation_source
-PASSED, HALLUCINATION, DEGENERATE = "passed", "hallucination", "degenerate"  # check_generated verdicts
+# check_generated verdicts
+PASSED, HALLUCINATION, UNGROUNDED, DEGENERATE = "passed", "hallucination", "ungrounded", "degenerate"
 EXPLAIN_TOP_N = 3  # LM explanations per user (ranks 1..n): decoding cost is linear in users × n
 MIN_DISTINCT_WORDS = 0.5  # distinct ÷ all words below this: a looping sentence ("drama drama drama ...")
 
@@ -146,16 +148,21 @@ def readable(text: str, spellings: dict[str, str]) -> str:
 
 
 def check_generated(sentences: list[str], finished: list[bool], items: np.ndarray, catalogue: Catalogue) -> list[str]:
-    """Per generated sentence: HALLUCINATION when it names a catalogue category that item `items[j]` does not have,
-    DEGENERATE when it is empty, was cut at the token limit (no eos) or loops, else PASSED (it may name none)."""
-    foreign = names_foreign_category(mentioned_features(sentences, catalogue.vocabulary), items, catalogue)
+    """Per generated sentence (`finished`: it ended at eos), the first that applies: DEGENERATE when it is empty, was
+    cut at the token limit or loops; HALLUCINATION when it names a catalogue category that item `items[j]` does not
+    have; UNGROUNDED when it names none of the item's categories (nothing in it is checkable, e.g. the one sentence a
+    briefly trained model writes for every item); else PASSED: it names only, and at least one of, the item's own."""
+    found = mentioned_features(sentences, catalogue.vocabulary)
     verdicts = []
-    for sentence, ended, hallucinated in zip(sentences, finished, foreign):
+    for sentence, ended, features, hallucinated in zip(sentences, finished, found,
+                                                        names_foreign_category(found, items, catalogue)):
         words = sentence.lower().split()
         if not words or not ended or len(set(words)) < MIN_DISTINCT_WORDS * len(words):
             verdicts.append(DEGENERATE)
+        elif hallucinated:
+            verdicts.append(HALLUCINATION)
         else:
-            verdicts.append(HALLUCINATION if hallucinated else PASSED)
+            verdicts.append(PASSED if features else UNGROUNDED)
     return verdicts
 
 
@@ -191,7 +198,7 @@ def explanation_quality(explanations: pd.DataFrame, catalogue: Catalogue, fmr: f
     """Per model: USR (distinct sentences ÷ sentences), FCR (categories named at least once ÷ all categories),
     DIV (mean number of categories two explanations share; lower = more diverse) and the test-split FMR of the
     published explanations; and what the LM wrote: sentences generated, published (`explanation_source`
-    'lm_generated'), rejected as hallucinations or as degenerate, and the hallucination rate of the generated
+    'lm_generated'), rejected as hallucinations, as ungrounded or as degenerate, and the hallucination rate of the generated
     sentences and of the published LM sentences (re-checked here: 0 unless the check itself is broken)."""
     vocabulary = catalogue.vocabulary
     rows = []
@@ -216,6 +223,7 @@ def explanation_quality(explanations: pd.DataFrame, catalogue: Catalogue, fmr: f
             "n_lm_generated": generated,
             "n_lm_published": int(from_lm.sum()),
             "n_hallucinations_rejected": hallucinations,
+            "n_ungrounded_rejected": int((verdicts == UNGROUNDED).sum()),
             "n_degenerate_rejected": int((verdicts == DEGENERATE).sum()),
             "hallucination_rate_generated": hallucinations / generated if generated else float("nan"),
             "hallucination_rate_published": float(np.mean(foreign)) if foreign else float("nan"),
@@ -224,5 +232,6 @@ def explanation_quality(explanations: pd.DataFrame, catalogue: Catalogue, fmr: f
 
 
 QUALITY_COLUMNS = ["model", "model_version", "n_explanations", "usr", "fcr", "div", "fmr", "fmr_n_users",
-                   "n_lm_generated", "n_lm_published", "n_hallucinations_rejected", "n_degenerate_rejected",
+                   "n_lm_generated", "n_lm_published", "n_hallucinations_rejected", "n_ungrounded_rejected",
+                   "n_degenerate_rejected",
                    "hallucination_rate_generated", "hallucination_rate_published"]

@@ -193,7 +193,8 @@ def test_explanation_quality_and_fairness_summary_are_published(demo):
         generative = model in GENERATIVE_MODELS
         assert row.n_lm_generated == (rows.top_n[model] if generative else 0), model
         assert row.n_lm_published == rows.lm[model], model
-        assert row.n_lm_published + row.n_hallucinations_rejected + row.n_degenerate_rejected == row.n_lm_generated
+        rejected = row.n_hallucinations_rejected + row.n_ungrounded_rejected + row.n_degenerate_rejected
+        assert row.n_lm_published + rejected == row.n_lm_generated, model
         if generative:
             assert 0 <= row.hallucination_rate_generated <= 1
         assert row.hallucination_rate_published == 0 or (row.n_lm_published == 0 and pd.isna(row.hallucination_rate_published))
