@@ -348,14 +348,14 @@ def explanation_section(samples: pd.DataFrame, quality: pd.DataFrame) -> list[st
         "*template* names only titles from the user's own history and the categories the item shares with them; "
         "*lm_generated* is written by a generative model about its own top recommendations, and is published only if "
         "it names at least one of the item's categories and none it lacks (a hallucination), and is not empty or "
-        "looping; a rejected sentence is "
-        "counted and the row gets the template instead. *USR*: share of distinct sentences; *FCR*: share of the "
+        "looping; a rejected sentence is counted and the row gets the template instead. *USR*: share of distinct "
+        "sentences; *FCR*: share of the "
         "catalogue's categories ever named; *DIV*: categories two explanations share on average (lower = more "
         "varied); *FMR*: how often the template explanation of a user's held-out item names one of its categories.",
         "",
         quality[["model", "n_explanations", "n_lm_generated", "n_lm_published", "n_hallucinations_rejected",
-                 "n_ungrounded_rejected", "n_degenerate_rejected", "hallucination_rate_generated", "hallucination_rate_published", "usr", "fcr",
-                 "div", "fmr"]].round(3).to_markdown(index=False),
+                 "n_ungrounded_rejected", "n_degenerate_rejected", "hallucination_rate_generated",
+                 "hallucination_rate_published", "usr", "fcr", "div", "fmr"]].round(3).to_markdown(index=False),
         "",
         f"Samples (the first users' rows, up to {EXPLANATION_SAMPLES} per model and source):",
         "",
