@@ -117,6 +117,12 @@ def skip_reason(name: str, cost: Cost, training: TrainingProfileResource, budget
     return fits(cost, budget_minutes, memory_budget_bytes(training.memory_budget_gb))
 
 
+def skipped_now(warehouse: WarehouseResource, name: str) -> bool:
+    with warehouse.connect(read_only=True) as con:
+        return table_exists(con, SKIPPED_MODELS) and bool(
+            con.execute(f"select count(*) from {SKIPPED_MODELS} where model = ?", [name]).fetchone()[0])
+
+
 def clear_skip(con, name: str) -> None:
     """The model is served again (trained or re-used): it is no longer skipped."""
     if table_exists(con, SKIPPED_MODELS):
@@ -181,8 +187,9 @@ def build_model_asset(name: str) -> AssetsDefinition:
         version = model_version(name, model_class.code_version, versioned, data.fingerprint)
         if (existing := registered(warehouse, name, version)) is not None:
             # Same code, config and training data: the saved artifact is exactly what training would produce.
-            with warehouse.connect() as con:
-                clear_skip(con, name)
+            if skipped_now(warehouse, name):  # the writer only when there is a row to clear
+                with warehouse.connect() as con:
+                    clear_skip(con, name)
             card = card_path(existing)
             return reuse(context, name, version, f"already trained, {existing}", current={
                 "model_version": version, "artifact_path": MetadataValue.path(existing), **profile_metadata,

@@ -31,7 +31,8 @@ SCORING_PASSES = 3  # evaluation_metrics on valid and test, then recommendations
 DEFAULT_MEMORY_SHARE = 0.75  # of physical RAM when LMREC_MEMORY_BUDGET_GB is unset
 
 # Time, 2 cores.
-SCORE_SECONDS_PER_CELL = 3.4e-8  # scoring + seen-item masking + top-k, per evaluation user × catalogue item (ease.py)
+SCORE_SECONDS_PER_CELL = 3.4e-8  # scoring + seen-item masking + top-k, per evaluation user × catalogue item
+# (measured with EASE's valid evaluation, see ease.py)
 PROMPT_SECONDS = 1 / 55  # one user prompt through MiniLM: 22k Amazon Toys test prompts in 399 s (ML-100K's
 # shorter titles: 81/s, zero_shot's fit of 3 × 943 prompts in 34.8 s; the slower rate is kept)
 ITEM_TEXT_SECONDS = 1 / 124  # one item text through MiniLM when item_embeddings' cache is cold (encoding.md, fp32)
@@ -44,7 +45,7 @@ TORCH_BASE_BYTES = int(1.0 * GIB)  # ... with torch and a small net
 LM_BASE_BYTES = int(1.6 * GIB)  # ... with transformers, peft and MiniLM (weights, optimizer state, activations)
 SCORE_BYTES_PER_CELL = 16.0  # float32 scores + mask + top-k scratch per (scoring batch user × catalogue item)
 SCORE_BATCH_USERS = 1024  # users per scoring batch (ranking.evaluate)
-BYTES_PER_INTERACTION = 64.0  # split sequences, histories and the sparse matrices built from them
+BYTES_PER_INTERACTION = 64.0  # split sequences, histories and the sparse matrices built from them (CSR, CSC)
 ITEM_VECTOR_BYTES = 384 * 4  # one MiniLM item-text vector (float32)
 
 

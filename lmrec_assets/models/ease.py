@@ -38,7 +38,16 @@ import scipy.linalg
 from safetensors.numpy import load_file, save_file
 
 from lmrec_assets.models.base import FitReport, ModelParams, SplitData, history_matrix
-from lmrec_assets.models.costs import NUMPY_BASE_BYTES, Cost, DataSize, scoring_cells_seconds
+from lmrec_assets.models.costs import (
+    BYTES_PER_INTERACTION,
+    NUMPY_BASE_BYTES,
+    SCORE_BATCH_USERS as SCORE_BATCH,
+    SCORE_BYTES_PER_CELL,
+    SCORE_SECONDS_PER_CELL,
+    Cost,
+    DataSize,
+    scoring_cells_seconds,
+)
 from lmrec_assets.models.ranking import evaluate
 
 from threadpoolctl import threadpool_limits
@@ -46,7 +55,6 @@ from threadpoolctl import threadpool_limits
 MEMORY_BUDGET_BYTES = 4 * 2**30  # default `memory_budget_bytes`: leaves room for a second job on a 24 GB machine
 FLOAT64_MAX_ITEMS = 4096  # up to here the solve runs in float64 (≤ 0.3 GB); above it in float32, half the memory
 TAIL_EPSILON = 1e-6  # scale of the popularity fallback of items outside the fitted block
-SCORE_BATCH = 1024  # users per scoring batch in the valid evaluation (ranking.evaluate's default)
 _ROW_BLOCK = 1024  # rows of P computed at a time: a ROW_BLOCK × k temporary instead of a second k × k matrix
 
 # Measured constants (see `estimate`), on the development machine (2 AMD EPYC cores, shared with other
@@ -66,10 +74,7 @@ _ROW_BLOCK = 1024  # rows of P computed at a time: a ROW_BLOCK × k temporary in
 # where code version 1 (an inverse per λ, float64) took 612 s and 8.3 GB.
 EIGH_SECONDS_PER_ITEM3 = {"float64": 2.0e-10, "float32": 1.0e-10}
 PRODUCT_SECONDS_PER_ITEM3 = {"float64": 2.6e-11, "float32": 1.3e-11}
-SCORE_SECONDS_PER_CELL = 3.4e-8
 SOLVE_BYTES_PER_ITEM2 = {"float64": 19.0, "float32": 13.0}
-SCORE_BYTES_PER_CELL = 16.0
-BYTES_PER_INTERACTION = 64.0  # sparse history matrices (CSR, CSC and the fitted columns' copy); not measured apart
 BASE_BYTES = 16 * 2**20
 
 
