@@ -29,6 +29,10 @@ from pathlib import Path
 
 import duckdb
 
+from lmrec_assets.models.assets import MODELS
+from lmrec_assets.models.registry import SKIPPED_MODELS
+from lmrec_assets.warehouse import table_exists
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SHORT_NAMES = {"movielens-100k": "ml100k"}
@@ -134,13 +138,10 @@ def write_report(args, name: str, work: Path, command: list[str], commit: str, e
         registry = con.execute(
             "select model, model_version, params, fit_seconds, created_at from models.model_registry "
             "qualify row_number() over (partition by model order by created_at desc) = 1").df()
-        skipped = (con.execute("select model, reason from models.skipped_models order by model").df()
-                   if con.execute("select count(*) from information_schema.tables where table_schema = 'models' "
-                                  "and table_name = 'skipped_models'").fetchone()[0] else None)
+        skipped = (con.execute(f"select model, reason from {SKIPPED_MODELS} order by model").df()
+                   if table_exists(con, SKIPPED_MODELS) else None)
     with duckdb.connect(str(work / "serving" / "lmrec_serving.duckdb"), read_only=True) as con:
         champion = con.execute("select * from champion").df().to_dict(orient="records")
-    from lmrec_assets.models.assets import MODELS
-
     outcomes = model_outcomes(work / "dagster_home", list(MODELS))
 
     board = leaderboard_ndcg(name)
