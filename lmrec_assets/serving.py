@@ -1,7 +1,9 @@
 """The serving group: what analysts query. The serving database is rebuilt beside the live one and swapped in
 with one atomic rename, so a reader sees the old state or the new one, never a mix, and never blocks the pipeline.
 
-Tables: recommendations (the newest recommendations run: every model served now, each row with a grounded explanation), items, evaluation_metrics,
+Tables: recommendations (the newest recommendations run: every model served now; each row with an explanation and
+its source: the grounded template, or the generative model's own sentence once it passes the grounding check), items,
+evaluation_metrics,
 explanation_quality, generation_metrics and fairness_summary (once their assets have run), lineage_artifacts, champion,
 catalogue. Views: latest_recommendations, champion_recommendations, model_leaderboard, recommendation_lineage.
 Sensitive user attributes are not published: fairness_summary holds only aggregates over groups of users.
@@ -25,6 +27,7 @@ from pydantic import Field
 from lmrec_assets.automation import PUBLISHED_FRESHNESS
 from lmrec_assets.evaluation.fairness_assets import FairnessThresholdsConfig, resolved_thresholds, threshold_outcomes
 from lmrec_assets.evaluation.published_explanations import (
+    EXPLAIN_TOP_N,
     explanation_quality,
     held_out_feature_matching,
     load_catalogue,
@@ -35,13 +38,20 @@ from lmrec_assets.lineage import create_views, record_artifact, reuse_if_unchang
 from lmrec_assets.resources import ServingResource, WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL, quote_identifier, table_exists
 
-CODE_VERSION = "4"  # 2: explanations, explanation_quality and fairness_summary; 3: generation_metrics; 4: champion
+# 2: explanations, explanation_quality and fairness_summary; 3: generation_metrics; 4: champion;
+# 5: explanation_source, LM-written explanations of the generative models and their counts in explanation_quality
+CODE_VERSION = "5"
+PREVIEW_ROWS = 3  # per model, in the publish's metadata
 
 # (name, grain, meaning): the analyst catalogue, published as a table so it is always next to the data it describes.
 CATALOGUE = [
     ("recommendations", "model × user × rank", "Top-K items per user from each model's latest run; seen items excluded. "
-     "`explanation`: why, naming only the user's own history titles and shared categories (deterministic)."),
-    ("latest_recommendations", "model × user × rank", "recommendations with item titles and explanations (view)."),
+     "`explanation`: why; `explanation_source`: how it was made: 'template' (names only the user's own history "
+     "titles and shared categories; deterministic) or 'lm_generated' (the generative model's own sentence for its "
+     "top ranks, published only when it names at least one of the item's categories, none it lacks, and is not "
+     "empty or looping; otherwise the row has the template)."),
+    ("latest_recommendations", "model × user × rank", "recommendations with item titles, explanations and their "
+     "source (view)."),
     ("champion_recommendations", "user × rank", "latest_recommendations of the champion model only, plus `champion` "
      "(its name) and `chosen_because` (view). Start here when you need one list per user."),
     ("champion", "one row", "The model served by default: best valid NDCG@10 (segment 'all') among the published models "
@@ -57,8 +67,12 @@ CATALOGUE = [
     ("model_leaderboard", "model", "Test metrics at K = 10 for each model's published version, best first (view)."),
     ("explanation_quality", "model", "PEPLER metrics of the published explanations: usr (distinct sentences ÷ all), fcr "
      "(categories ever named ÷ all), div (categories two explanations share, lower = more diverse), fmr (test split: "
-     "the explanation of the held-out item names one of its categories; the same for every model, since an "
-     "explanation depends only on history and item)."),
+     "the template explanation of the held-out item names one of its categories; the same for every model; "
+     "generation_metrics has the LM's). LM explanations: n_lm_generated (sentences written), n_lm_published "
+     "(rows with source 'lm_generated'), n_hallucinations_rejected (named a category the item lacks), "
+     "n_ungrounded_rejected (named none of its categories), n_degenerate_rejected (empty, unfinished or looping), "
+     "hallucination_rate_generated (hallucinations ÷ written) and "
+     "hallucination_rate_published (published LM rows naming a category the item lacks, re-checked: 0)."),
     ("fairness_summary", "model", "Per published model: worst user-group NDCG@10 gap, ratio and p-value per attribute, "
      "exposure Gini, coverage, popularity lift, long-tail share of the top-10, and counterfactual-prompt SNSR/SNSV "
      "for the models that read a prompt (aggregates only)."),
@@ -72,6 +86,9 @@ CATALOGUE = [
 class PublishConfig(Config):
     force: bool = Field(False, description="Publish even when nothing it publishes has changed according to lineage "
                         "(e.g. after warehouse tables were edited by hand).")
+    explain_top_n: int = Field(EXPLAIN_TOP_N, ge=0, description="Ranks per user (1..n) whose explanation the "
+                               "generative models write themselves; the rest keep the template. Decoding cost grows "
+                               "with users × n; 0: templates only.")
 
 
 @asset(
@@ -79,7 +96,8 @@ class PublishConfig(Config):
     deps=["recommendations", "evaluation_metrics", "generation_metrics", "fairness_metrics"],
     kinds={"duckdb", "python"},
     owners=["team:data-platform"],
-    description="Publishes the latest recommendations (with explanations), metrics, explanation quality, the "
+    description="Publishes the latest recommendations (with explanations: grounded templates, and for the generative "
+    "models' top ranks their own sentences once checked for hallucinated categories), metrics, explanation quality, the "
     "fairness summary and lineage to the serving database with an atomic swap, and chooses the champion (best valid "
     "NDCG@10 among the models whose quality rules and fairness thresholds pass) → champion, "
     "champion_recommendations; runs only when the blocking checks on `recommendations` pass.",
@@ -95,7 +113,7 @@ def published_recommendations(
     for leftover in final.parent.glob(f".{final.name}.*.tmp*"):  # from a killed publish (publishes never overlap: pool)
         leftover.unlink()
     with warehouse.connect(read_only=True) as con:
-        version = publish_version(con)
+        version = publish_version(con, config)
         if final.is_file() and not config.force and (reused := reuse_if_unchanged(
             context, con, "published_recommendations", version,
             "nothing it publishes has changed since the last publish: the serving file is not rewritten",
@@ -108,11 +126,16 @@ def published_recommendations(
     try:
         with warehouse.connect() as con:
             con.execute("attach ? as serving", [str(staging)])
-            candidates, champion = _build(con, publish_id, published_at)
+            candidates, champion = _build(con, publish_id, published_at, config.explain_top_n)
             counts = {t: con.execute(f"select count(*) from serving.{t}").fetchone()[0]
                       for t in ("recommendations", "items", "evaluation_metrics", "explanation_quality", "lineage_artifacts")}
             leaderboard = con.execute("select * from serving.model_leaderboard").df()
             quality = con.execute("select * from serving.explanation_quality order by model").df()
+            preview = con.execute(
+                "select model, user_id, rank, title, explanation, explanation_source from serving.latest_recommendations "
+                "qualify row_number() over (partition by model order by user_id, rank) <= ? order by model, user_id, rank",
+                [PREVIEW_ROWS],
+            ).df()
             con.execute("checkpoint serving")
             con.execute("detach serving")
             os.replace(staging, final)  # the atomic publish: readers holding the old file keep reading it
@@ -132,35 +155,37 @@ def published_recommendations(
         **{f"rows_{table}": n for table, n in counts.items()},
         "model_leaderboard": MetadataValue.md(leaderboard.round(4).to_markdown(index=False)),
         "explanation_quality": MetadataValue.md(quality.round(4).to_markdown(index=False)),
+        "recommendations_preview": MetadataValue.md(preview.to_markdown(index=False)),
         "champion": champion["model"] if champion else "none (no published model has valid metrics)",
         "champion_reason": champion["reason"] if champion else "",
         "champion_candidates": MetadataValue.md(candidates.round(4).to_markdown(index=False)),
     })
 
 
-def publish_version(con) -> str:
+def publish_version(con, config: PublishConfig) -> str:
     """What a publish would contain: every lineage row it copies (each asset whose data it publishes adds one when
-    that data changes), the champion rules' thresholds and this code. Equal versions mean an identical serving file."""
+    that data changes), the champion rules' thresholds, the LM explanation depth and this code. Equal versions mean
+    an identical serving file."""
     artifacts = con.execute(
         "select coalesce(string_agg(artifact_id, ',' order by artifact_id), '') from lineage.artifacts "
         "where asset_key <> 'published_recommendations'"
     ).fetchone()[0] if table_exists(con, "lineage.artifacts") else ""
     thresholds = resolved_thresholds(FairnessThresholdsConfig())
-    payload = f"{CODE_VERSION}|{thresholds}|{artifacts}"
+    payload = f"{CODE_VERSION}|{thresholds}|{config.explain_top_n}|{artifacts}"
     return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
-def _build(con, publish_id: str, published_at: datetime) -> tuple[pd.DataFrame, dict | None]:
+def _build(con, publish_id: str, published_at: datetime, explain_top_n: int) -> tuple[pd.DataFrame, dict | None]:
     """Fill the attached `serving` database from the warehouse (the caller swaps it in). Returns the champion
     candidates (one row per published model, with its checks) and the champion row (None when there is none)."""
     catalogue = load_catalogue(con)
-    explanations = recommendation_explanations(con, catalogue)
+    explanations = recommendation_explanations(con, catalogue, explain_top_n)
     con.register("_explanations", explanations)
     try:
         con.execute(
             """
             create table serving.recommendations as
-            select r.*, e.explanation, ? as publish_id, ?::timestamp as published_at
+            select r.*, e.explanation, e.explanation_source, ? as publish_id, ?::timestamp as published_at
             from recs.latest_recommendations as r
             join _explanations as e using (model, user_id, rank)
             order by r.user_id, r.model, r.rank  -- clustered by user: a user's lookup reads one small range
@@ -222,7 +247,7 @@ def _build(con, publish_id: str, published_at: datetime) -> tuple[pd.DataFrame, 
             """
             create view latest_recommendations as
             select r.model, r.model_version, r.user_id, r.rank, r.item_id, i.title, r.score, r.explanation,
-                   r.generated_at, r.run_id
+                   r.explanation_source, r.generated_at, r.run_id
             from recommendations as r join items as i using (item_id)
             """
         )

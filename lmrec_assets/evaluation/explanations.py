@@ -127,7 +127,7 @@ def _category_phrase(categories: list[str]) -> str:
 
 def mentioned_features(sentences: Sequence[str], feature_vocabulary: Collection[str]) -> list[set[str]]:
     """The vocabulary features each sentence mentions (PEPLER's `feature_detect`), in the vocabulary's spelling."""
-    patterns = {f: _feature_pattern(f) for f in set(feature_vocabulary) if f}
+    patterns = {f: feature_pattern(f) for f in set(feature_vocabulary) if f}
     found = []
     for sentence in sentences:
         lowered = sentence.lower()
@@ -136,7 +136,7 @@ def mentioned_features(sentences: Sequence[str], feature_vocabulary: Collection[
     return found
 
 
-def _feature_pattern(feature: str) -> re.Pattern[str]:
+def feature_pattern(feature: str) -> re.Pattern[str]:
     return re.compile(rf"(?<!\w){re.escape(feature.lower())}(?!\w)")
 
 
@@ -153,7 +153,7 @@ def feature_matching_ratio(sentences: Sequence[str], features: Sequence[str]) ->
         raise ValueError(f"{len(sentences)} sentences but {len(features)} ground-truth features")
     if not sentences:
         raise ValueError("no sentences")
-    hits = [bool(f) and _feature_pattern(f).search(s.lower()) is not None for s, f in zip(sentences, features)]
+    hits = [bool(f) and feature_pattern(f).search(s.lower()) is not None for s, f in zip(sentences, features)]
     return float(np.mean(hits))
 
 

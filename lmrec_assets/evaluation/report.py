@@ -1,8 +1,10 @@
 """The fairness report: one markdown page and five figures that say, in plain words, whom each model serves well,
 which items it shows, how the models that read a prompt react to a named sensitive attribute, and what the exposure
-re-ranking buys at what cost. Written to `reports/fairness/<version>/` and shown inline in the asset's metadata.
+re-ranking buys at what cost; it ends with sample published explanations per model and their quality. Written to
+`reports/fairness/<version>/` and shown inline in the asset's metadata.
 
-Everything here reads tables the evaluation assets wrote; nothing is re-scored.
+Everything here reads tables the evaluation assets wrote and, for the explanations, the serving database as
+published; nothing is re-scored.
 """
 
 import base64
@@ -19,11 +21,12 @@ from dagster import AssetExecutionContext, DataVersion, MaterializeResult, Metad
 from lmrec_assets.evaluation.fairness import lorenz_curve
 from lmrec_assets.evaluation.fairness_assets import ALL, COUNTERFACTUAL_ATTRIBUTES, USER_ATTRIBUTES, content_version
 from lmrec_assets.lineage import latest_artifacts, record_artifact, reuse_if_unchanged
-from lmrec_assets.resources import ArtifactStoreResource, WarehouseResource
+from lmrec_assets.resources import ArtifactStoreResource, ServingResource, WarehouseResource
 from lmrec_assets.warehouse import WAREHOUSE_POOL
 
-CODE_VERSION = "2"  # 2: counterfactual section and figure for every model that reads a prompt
-PARENTS = ["fairness_metrics", "exposure_reranking"]
+CODE_VERSION = "3"  # 2: counterfactual section and figure for every model that reads a prompt; 3: explanations
+PARENTS = ["fairness_metrics", "exposure_reranking", "published_recommendations"]
+EXPLANATION_SAMPLES = 2  # published rows shown per model and explanation source
 GOAL_DROP, GOAL_COST = 0.20, 0.05  # the issue's target: Gini or worst gap down ≥ 20% at ≤ 5% NDCG@10 cost
 K = 10  # every figure and sentence is at K = 10, like the leaderboard
 FIGURES = {
@@ -42,9 +45,11 @@ class ReportData:
     tradeoff: pd.DataFrame  # each model's latest evaluation.mitigation_tradeoff rows
     exposure: dict[str, np.ndarray]  # model -> top-K slots of every catalogue item (unshown items included, as 0)
     reranking: dict  # the exposure_reranking config that made `tradeoff` (from its lineage row)
+    explanation_samples: pd.DataFrame  # a few published rows per model and explanation_source (empty: not published)
+    explanation_quality: pd.DataFrame  # the published explanation_quality table (empty: not published)
 
 
-def load_report_data(con: duckdb.DuckDBPyConnection) -> ReportData:
+def load_report_data(con: duckdb.DuckDBPyConnection, serving: ServingResource) -> ReportData:
     n_items = con.execute("select count(*) from marts.dim_items").fetchone()[0]
     slots = con.execute(
         "select model, item_id, count(*) as slots from recs.latest_recommendations where rank <= ? group by all", [K]
@@ -63,7 +68,24 @@ def load_report_data(con: duckdb.DuckDBPyConnection) -> ReportData:
         reranking=json.loads(con.execute(
             "select details from lineage.artifacts where asset_key = 'exposure_reranking' order by created_at desc limit 1"
         ).fetchone()[0]),
+        **published_explanations(serving),
     )
+
+
+def published_explanations(serving: ServingResource) -> dict[str, pd.DataFrame]:
+    """Sample rows and the explanation_quality table as analysts see them in the serving database."""
+    if not Path(serving.path).is_file():
+        return {"explanation_samples": pd.DataFrame(), "explanation_quality": pd.DataFrame()}
+    with serving.connect() as con:
+        return {
+            "explanation_samples": con.execute(
+                "select model, user_id, rank, title, explanation_source, explanation from latest_recommendations "
+                "qualify row_number() over (partition by model, explanation_source order by user_id, rank) <= ? "
+                "order by model, explanation_source, user_id, rank",
+                [EXPLANATION_SAMPLES],
+            ).df(),
+            "explanation_quality": con.execute("select * from explanation_quality order by model").df(),
+        }
 
 
 # --- figures ----------------------------------------------------------------------------------------------------------
@@ -302,6 +324,7 @@ def report_markdown(data: ReportData, image: Callable[[str], str]) -> str:
         "",
         f"![{FIGURES['tradeoff.png']}]({image('tradeoff.png')})",
         "",
+        *explanation_section(data.explanation_samples, data.explanation_quality),
         "## How to read this with care",
         "",
         "- Groups with few users give noisy numbers; a gap with a large p-value may be chance.",
@@ -312,6 +335,33 @@ def report_markdown(data: ReportData, image: Callable[[str], str]) -> str:
         "a re-ranker bound to its retriever's candidates) scores near 0 without having learnt to ignore the attribute.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def explanation_section(samples: pd.DataFrame, quality: pd.DataFrame) -> list[str]:
+    """Section 5: how the published explanations were made, what the LM's were worth, and a few of them."""
+    lines = ["## 5. Why each item is recommended: the published explanations", ""]
+    if quality.empty:
+        return [*lines, "Nothing has been published yet.", ""]
+    return [
+        *lines,
+        "Every published recommendation carries a sentence saying why, and `explanation_source` says how it was made: "
+        "*template* names only titles from the user's own history and the categories the item shares with them; "
+        "*lm_generated* is written by a generative model about its own top recommendations, and is published only if "
+        "it names at least one of the item's categories and none it lacks (a hallucination), and is not empty or "
+        "looping; a rejected sentence is counted and the row gets the template instead. *USR*: share of distinct "
+        "sentences; *FCR*: share of the "
+        "catalogue's categories ever named; *DIV*: categories two explanations share on average (lower = more "
+        "varied); *FMR*: how often the template explanation of a user's held-out item names one of its categories.",
+        "",
+        quality[["model", "n_explanations", "n_lm_generated", "n_lm_published", "n_hallucinations_rejected",
+                 "n_ungrounded_rejected", "n_degenerate_rejected", "hallucination_rate_generated",
+                 "hallucination_rate_published", "usr", "fcr", "div", "fmr"]].round(3).to_markdown(index=False),
+        "",
+        f"Samples (the first users' rows, up to {EXPLANATION_SAMPLES} per model and source):",
+        "",
+        samples.to_markdown(index=False),
+        "",
+    ]
 
 
 def goal_met(row) -> bool:
@@ -355,20 +405,21 @@ def write_report(data: ReportData, folder: Path) -> str:
     kinds={"python", "matplotlib"},
     owners=["team:ml"],
     description="A plain-language fairness report (report.md + PNG figures: NDCG per user group, exposure Lorenz "
-    "curves, popularity lift, counterfactual-prompt similarity, mitigation trade-off) → reports/fairness/<version>/, "
-    "also shown inline here.",
+    "curves, popularity lift, counterfactual-prompt similarity, mitigation trade-off; sample published explanations "
+    "per model with their source and quality) → reports/fairness/<version>/, also shown inline here.",
     pool=WAREHOUSE_POOL,
     code_version=CODE_VERSION,
 )
 def fairness_report(
-    context: AssetExecutionContext, warehouse: WarehouseResource, artifacts: ArtifactStoreResource
+    context: AssetExecutionContext, warehouse: WarehouseResource, artifacts: ArtifactStoreResource,
+    serving: ServingResource,
 ) -> MaterializeResult:
     with warehouse.connect(read_only=True) as con:
         parents = latest_artifacts(con, PARENTS)
         version = content_version(CODE_VERSION, sorted(zip(parents["asset_key"], parents["version"])))
         if reused := reuse_if_unchanged(context, con, "fairness_report", version, "same evaluations"):
             return reused
-        data = load_report_data(con)
+        data = load_report_data(con, serving)
     folder = artifacts.reports_dir / "fairness" / version
     inline = write_report(data, folder)
     with warehouse.connect() as con:

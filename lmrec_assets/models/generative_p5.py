@@ -435,6 +435,10 @@ class GenerativeP5:
             out.extend(generated)
         return out
 
+    def ended(self, output_tokens: list[int]) -> bool:
+        """Whether a `generate` output stopped at eos, not at its token limit."""
+        return bool(output_tokens) and output_tokens[-1] == self._to_output[self.eos]
+
     def text(self, output_tokens: list[int]) -> str:
         """Output-space tokens → text (eos and special tokens dropped)."""
         return self.tokenizer.decode(self.vocab[np.asarray(output_tokens, dtype=np.int64)].tolist(), skip_special_tokens=True).strip()

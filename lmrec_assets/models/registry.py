@@ -34,3 +34,15 @@ def load_model(name: str, artifact_path: str) -> Recommender:
     from lmrec_assets.models.assets import MODELS  # the registry of classes lives with the assets that build them
 
     return MODELS[name][0].load(Path(artifact_path))
+
+
+def load_version(con: duckdb.DuckDBPyConnection, name: str, version: str) -> Recommender:
+    """The artifact of one given version (e.g. the one whose lists are being published), which a newer training run
+    may have superseded as the latest."""
+    # fetchall, not fetchone: a half-read result would block the caller's next statement on this connection.
+    rows = con.execute(
+        "select artifact_path from models.model_registry where model = ? and model_version = ?", [name, version]
+    ).fetchall()
+    if not rows:
+        raise LookupError(f"{name} version {version} is not in models.model_registry")
+    return load_model(name, rows[0][0])

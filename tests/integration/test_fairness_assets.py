@@ -6,12 +6,21 @@ import re
 from pathlib import Path
 
 import duckdb
+import pandas as pd
 import pytest
 from dagster import AssetCheckSeverity
 
-from lmrec_assets.evaluation.explanations import EMPTY_HISTORY
+from lmrec_assets.evaluation.explanations import EMPTY_HISTORY, mentioned_features
 from lmrec_assets.evaluation.fairness_assets import COUNTERFACTUAL_ATTRIBUTES, COUNTERFACTUAL_MODELS, ITEM_KS, USER_ATTRIBUTES
-from lmrec_assets.evaluation.published_explanations import load_catalogue, recommendation_explanations
+from lmrec_assets.evaluation.generation_assets import GENERATIVE_MODELS
+from lmrec_assets.evaluation.published_explanations import (
+    EXPLAIN_TOP_N,
+    LM_GENERATED,
+    TEMPLATE,
+    load_catalogue,
+    names_foreign_category,
+    recommendation_explanations,
+)
 from lmrec_assets.evaluation.report import FIGURES
 from lmrec_assets.models.assets import MODELS
 
@@ -128,24 +137,36 @@ def test_report_files_exist(demo):
         assert (folder / name).stat().st_size > 1000, name
         assert f"]({name})" in report, name
     assert "## 4. The fix" in report
+    assert "## 5. Why each item is recommended" in report and "lm_generated" in report
 
 
 def test_every_published_row_has_a_grounded_explanation(demo):
     _, warehouse, serving = demo
-    rows = serving.execute("select model, user_id, rank, explanation from recommendations").df()
+    rows = serving.execute(
+        "select model, user_id, rank, item_id, explanation, explanation_source from latest_recommendations"
+    ).df()
     assert rows.explanation.str.len().gt(0).all()
+    assert set(rows.explanation_source) <= {TEMPLATE, LM_GENERATED}
+    lm = rows[rows.explanation_source == LM_GENERATED]
+    assert set(lm.model) <= set(GENERATIVE_MODELS) and (lm["rank"] <= EXPLAIN_TOP_N).all()
+    # No published LM sentence names a category its item lacks (the check, re-run on what analysts read).
+    catalogue = load_catalogue(warehouse)
+    foreign = names_foreign_category(mentioned_features(lm.explanation.tolist(), catalogue.vocabulary),
+                                     catalogue.index.get_indexer(lm.item_id), catalogue)
+    assert not any(foreign)
+    templates = rows[rows.explanation_source == TEMPLATE]
     titles = {t for (t,) in warehouse.execute("select title from marts.dim_items").fetchall()}
     pattern = re.compile(r"^(?:Because you watched (?P<a>.+): also .+\.|Similar to (?P<b>.+), which you watched\.)$")
-    for sentence in rows.explanation.unique():
+    for sentence in templates.explanation.unique():
         if sentence == EMPTY_HISTORY:
             continue
         match = pattern.match(sentence)
         assert match, sentence
         assert _names_only_titles(match.group("a") or match.group("b"), titles), sentence
-    # Deterministic: recomputing from the warehouse gives the published sentences exactly.
-    again = recommendation_explanations(warehouse, load_catalogue(warehouse))
-    merged = rows.merge(again, on=["model", "user_id", "rank"], suffixes=("", "_again"))
-    assert len(merged) == len(rows) and (merged.explanation == merged.explanation_again).all()
+    # Deterministic: recomputing the templates from the warehouse gives the published ones exactly.
+    again = recommendation_explanations(warehouse, catalogue, explain_top_n=0)
+    merged = templates.merge(again, on=["model", "user_id", "rank"], suffixes=("", "_again"))
+    assert len(merged) == len(templates) and (merged.explanation == merged.explanation_again).all()
 
 
 def _names_only_titles(named: str, titles: set[str]) -> bool:
@@ -163,5 +184,19 @@ def test_explanation_quality_and_fairness_summary_are_published(demo):
     for column in ("usr", "fcr", "fmr"):
         assert quality[column].between(0, 1).all(), column
     assert (quality["div"] >= 0).all()
+    # The LM's counts: every top-n row of a generative model was generated, and each is published or rejected.
+    rows = serving.execute("select model, count(*) filter (where rank <= ?) as top_n, "
+                           "count(*) filter (where explanation_source = ?) as lm from recommendations group by model",
+                           [EXPLAIN_TOP_N, LM_GENERATED]).df().set_index("model")
+    quality = quality.set_index("model")
+    for model, row in quality.iterrows():
+        generative = model in GENERATIVE_MODELS
+        assert row.n_lm_generated == (rows.top_n[model] if generative else 0), model
+        assert row.n_lm_published == rows.lm[model], model
+        rejected = row.n_hallucinations_rejected + row.n_ungrounded_rejected + row.n_degenerate_rejected
+        assert row.n_lm_published + rejected == row.n_lm_generated, model
+        if generative:
+            assert 0 <= row.hallucination_rate_generated <= 1
+        assert row.hallucination_rate_published == 0 or (row.n_lm_published == 0 and pd.isna(row.hallucination_rate_published))
     summary = serving.execute("select model, exposure_gini_at_10 from fairness_summary").df()
     assert set(summary.model) == set(MODELS) and summary.exposure_gini_at_10.notna().all()
