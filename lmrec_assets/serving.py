@@ -42,6 +42,11 @@ from lmrec_assets.warehouse import WAREHOUSE_POOL, quote_identifier, table_exist
 # 5: explanation_source, LM-written explanations of the generative models and their counts in explanation_quality
 CODE_VERSION = "5"
 PREVIEW_ROWS = 3  # per model, in the publish's metadata
+# The lineage rows a publish copies and versions: not its own, and not those of the assets that read the serving file
+# (the fairness report shows published explanations). Counting a reader's row would make every publish trigger the
+# next one: publish → report row → a new publish version → a new report version, on a refresh without new data.
+SERVING_READERS = ("published_recommendations", "fairness_report")
+PUBLISHED_LINEAGE = "asset_key not in (" + ", ".join(f"'{key}'" for key in SERVING_READERS) + ")"
 
 # (name, grain, meaning): the analyst catalogue, published as a table so it is always next to the data it describes.
 CATALOGUE = [
@@ -76,7 +81,9 @@ CATALOGUE = [
     ("fairness_summary", "model", "Per published model: worst user-group NDCG@10 gap, ratio and p-value per attribute, "
      "exposure Gini, coverage, popularity lift, long-tail share of the top-10, and counterfactual-prompt SNSR/SNSV "
      "for the models that read a prompt (aggregates only)."),
-    ("lineage_artifacts", "artifact", "One row per materialized artifact: version, run, code version, parents, sha256."),
+    ("lineage_artifacts", "artifact", "One row per materialized artifact: version, run, code version, parents, sha256 "
+     "(the publishes' own rows and the fairness report's, which reads this file, stay in the warehouse's "
+     "lineage.artifacts)."),
     ("recommendation_lineage", "model × user × ancestor", "Every artifact behind a (model, user) row: raw batches, "
      "dbt models, model weights, code versions (view)."),
     ("catalogue", "table", "This list."),
@@ -168,7 +175,7 @@ def publish_version(con, config: PublishConfig) -> str:
     an identical serving file."""
     artifacts = con.execute(
         "select coalesce(string_agg(artifact_id, ',' order by artifact_id), '') from lineage.artifacts "
-        "where asset_key <> 'published_recommendations'"
+        f"where {PUBLISHED_LINEAGE}"
     ).fetchone()[0] if table_exists(con, "lineage.artifacts") else ""
     thresholds = resolved_thresholds(FairnessThresholdsConfig())
     payload = f"{CODE_VERSION}|{thresholds}|{config.explain_top_n}|{artifacts}"
@@ -237,7 +244,7 @@ def _build(con, publish_id: str, published_at: datetime, explain_top_n: int) -> 
     if champion is not None:
         champion["chosen_at"] = published_at
         con.execute("insert into serving.champion values (?, ?, ?, ?, ?)", [champion[c] for c in CHAMPION_COLUMNS])
-    con.execute("create table serving.lineage_artifacts as select * from lineage.artifacts")
+    con.execute(f"create table serving.lineage_artifacts as select * from lineage.artifacts where {PUBLISHED_LINEAGE}")
     con.execute("create table serving.catalogue (name varchar, grain varchar, meaning varchar)")
     con.executemany("insert into serving.catalogue values (?, ?, ?)", CATALOGUE)
     warehouse_catalog = con.execute("select current_database()").fetchone()[0]
