@@ -76,7 +76,9 @@ QUALITY = {"examples_per_user": 4, "max_epochs": 8, "max_minutes": 12.0}
 
 
 class LMRerankParams(ModelParams):
-    retriever: str = "auto"  # a registered model name, or "auto": the best attached one on valid NDCG@10
+    # A registered model name, several joined by "+" (their mean log-softmax, `RetrieverBlend`), or "auto": the best on
+    # valid NDCG@10 of each attached model and of the blend of the two best.
+    retriever: str = "auto"
     candidates: int = 50
     ranker: Literal["lora", "prompt_tuning", "zero_shot"] = "lora"
     lm: str = BUNDLED_LM
@@ -121,6 +123,38 @@ class RankerHead(nn.Module):
         return self.prompt_scale * prompt + self.history_scale * history + self.bias[items]
 
 
+class RetrieverBlend:
+    """Several fitted retrievers as one candidate model: the mean of their log-softmax over the catalogue, i.e. the
+    mean of their logits up to a per-user constant. Sequence models trained on different inputs (SASRec on ids, the
+    hybrid on ids + item text) err on different users, so their average proposes better candidates than either."""
+
+    def __init__(self, members: dict[str, Recommender]) -> None:
+        self.members = dict(members)
+        self.name = "+".join(self.members)
+
+    def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+        total = None
+        for member in self.members.values():
+            logp = torch.log_softmax(torch.from_numpy(np.asarray(member.score(users, histories), dtype=np.float32)), 1)
+            total = logp if total is None else total + logp
+        return (total / len(self.members)).numpy()
+
+    def save(self, path: Path) -> None:
+        for name, member in self.members.items():
+            (path / name).mkdir()
+            member.save(path / name)
+
+    @classmethod
+    def load(cls, name: str, path: Path) -> Recommender:
+        """A saved retriever by its name: one model in `path`, or a blend ("a+b") with one folder per member."""
+        from lmrec_assets.models.registry import load_model
+
+        names = name.split("+")
+        if len(names) == 1:
+            return load_model(name, str(path))
+        return cls({n: load_model(n, str(path / n)) for n in names})
+
+
 def _user_lm(p: LMRerankParams) -> NextItemLM:
     """The prompt encoder, built by the same code as lm_finetune / lm_prompt_tuning (only its `embed` is used)."""
     shared = {k: getattr(p, k) for k in LMNextItemParams.model_fields if k in LMRerankParams.model_fields}
@@ -133,7 +167,7 @@ def _user_lm(p: LMRerankParams) -> NextItemLM:
 
 class LMRerank:
     name = "lm_rerank"
-    code_version = "2"
+    code_version = "3"  # 3: "auto" also weighs the blend of the two best retrievers
     kind = "pytorch"
     upstream: ClassVar[tuple[str, ...]] = ("item_embeddings", *RETRIEVERS)
     Params = LMRerankParams
@@ -143,7 +177,7 @@ class LMRerank:
         self.user_lm = _user_lm(self.params)
         self.device = self.user_lm.device  # LMREC_DEVICE (resolved by the prompt encoder); not part of the version
         self.retrievers: dict[str, Recommender] = {}
-        self.retriever: Recommender | None = None
+        self.retriever: Recommender | RetrieverBlend | None = None
         self.retriever_name = ""
         self.head: RankerHead | None = None
         self.blend = 0.0
@@ -158,7 +192,7 @@ class LMRerank:
         and their retriever order for one batch."""
         retriever = scoring_cells_seconds(size) + 3 * SEQUENCE_SECONDS_PER_USER * size.n_eval_users
         scoring = retriever + prompt_scoring_seconds(size)
-        before_training = len(RETRIEVERS) * retriever + retriever + scoring
+        before_training = (len(RETRIEVERS) + 1) * retriever + retriever + scoring  # each, the best two blended
         ease_items = min(size.n_items, size.n_interactions, EASEParams().max_items)
         peak = lm_bytes(size) + 4 * ease_items**2 + 2 * scoring_bytes(size)
         return Cost(seconds=max(params.max_minutes * 60, before_training) + 2 * scoring, scoring_seconds=scoring,
@@ -232,7 +266,7 @@ class LMRerank:
         self.item_titles = list(data.item_titles)
         report: dict = {}
         self.retriever_name, retriever_valid = self.choose_retriever(data)
-        self.retriever = self.retrievers[self.retriever_name]
+        self.retriever = self.retriever_model(self.retriever_name)
         report |= {"retriever": self.retriever_name, "retriever_valid_ndcg_at_10": retriever_valid,
                    "retriever_recall_at_n_valid": self.recall_at_n(data, "valid")}
         log.info(f"{self.name}: retriever {self.retriever_name} (valid NDCG@10 {retriever_valid:.4f}), "
@@ -255,15 +289,25 @@ class LMRerank:
         return FitReport(params=report, valid_ndcg_at_10=ndcg, curve=curve,
                          trainable_parameters=n_lm + (data.n_items if p.ranker != "zero_shot" else 0))
 
+    def retriever_model(self, name: str) -> Recommender | RetrieverBlend:
+        names = name.split("+")
+        return self.retrievers[name] if len(names) == 1 else RetrieverBlend({n: self.retrievers[n] for n in names})
+
     def choose_retriever(self, data: SplitData) -> tuple[str, float]:
         if not self.retrievers:
             raise ValueError(f"{self.name} needs a fitted retriever: materialize one of {', '.join(RETRIEVERS)} first")
-        names = list(self.retrievers) if self.params.retriever == "auto" else [self.params.retriever]
-        missing = [n for n in names if n not in self.retrievers]
+        auto = self.params.retriever == "auto"
+        names = list(self.retrievers) if auto else [self.params.retriever]
+        missing = [n for part in names for n in part.split("+") if n not in self.retrievers]
         if missing:
             raise ValueError(f"{self.name}: retriever {missing[0]!r} is not trained; available: {sorted(self.retrievers)}")
-        valid = {n: float(evaluate(self.retrievers[n], data, "valid", ks=(10,)).loc[0, "ndcg"]) for n in names}
-        name = max(valid, key=valid.get)
+        valid_ndcg = lambda name: float(evaluate(self.retriever_model(name), data, "valid", ks=(10,)).loc[0, "ndcg"])  # noqa: E731
+        valid = {n: valid_ndcg(n) for n in names}
+        if auto and len(valid) > 1:
+            best_two = sorted(valid, key=valid.get, reverse=True)[:2]
+            valid["+".join(best_two)] = valid_ndcg("+".join(best_two))
+        name = max(valid, key=valid.get)  # the first wins ties: a single model before the blend
+        log.info(f"{self.name}: retrievers on valid NDCG@10 {valid}")
         return name, valid[name]
 
     def recall_at_n(self, data: SplitData, split: Literal["valid", "test"]) -> float:
@@ -374,12 +418,10 @@ class LMRerank:
 
     @classmethod
     def load(cls, path: Path) -> Self:
-        from lmrec_assets.models.registry import load_model
-
         model = cls(cls.Params.model_validate_json((path / "params.json").read_text()))
         fitted = json.loads((path / "fitted.json").read_text())
         model.retriever_name, model.blend, model.item_titles = fitted["retriever"], fitted["blend"], fitted["item_titles"]
-        model.retriever = load_model(model.retriever_name, str(path / "retriever"))
+        model.retriever = RetrieverBlend.load(model.retriever_name, path / "retriever")
         state = load_file(str(path / "head.safetensors"))
         model.head = RankerHead(state["item_vectors"], model.params.temperature)
         model.head.load_state_dict(state)

@@ -34,7 +34,7 @@ def test_rerank_trains_picks_retriever_on_valid_and_round_trips(tmp_path):
     model.attach_retrievers(retrievers(data))
     report = model.fit(data)
     # The retriever is chosen on valid, and the report carries its ceiling.
-    assert report.params["retriever"] in ("popularity", "ease")
+    assert report.params["retriever"] in ("popularity", "ease", "ease+popularity", "popularity+ease")
     assert 0.0 <= report.params["retriever_recall_at_n_valid"] <= 1.0
     assert report.params["blend"] in TINY["blend_grid"]
     assert report.params["trainable_lm_parameters"] > 0
@@ -79,3 +79,22 @@ def test_missing_retriever_says_what_to_materialize():
         model.fit(data)
     with pytest.raises(ValueError, match="materialize one of"):
         LMRerank(LMRerankParams(**TINY)).fit(themed_split())
+
+
+def test_blended_retriever_is_the_mean_log_softmax_and_round_trips(tmp_path):
+    data = themed_split()
+    fitted = retrievers(data)
+    model = LMRerank(LMRerankParams(**TINY, ranker="zero_shot", retriever="ease+popularity"))
+    model.attach_retrievers(fitted)
+    assert model.fit(data).params["retriever"] == "ease+popularity"
+    users = np.arange(data.n_users)
+    histories = data.histories("train")
+    expected = sum(torch.log_softmax(torch.from_numpy(np.asarray(fitted[n].score(users, histories), dtype=np.float32)), 1)
+                   for n in ("ease", "popularity")) / 2
+    np.testing.assert_allclose(model.retriever.score(users, histories), expected.numpy(), rtol=1e-5, atol=1e-6)
+    path = tmp_path / "artifact"
+    path.mkdir()
+    model.save(path)
+    loaded = LMRerank.load(path)
+    assert loaded.retriever_name == "ease+popularity" and sorted(loaded.retriever.members) == ["ease", "popularity"]
+    np.testing.assert_allclose(loaded.score(users, histories), model.score(users, histories), rtol=1e-5, atol=1e-5)
