@@ -8,6 +8,7 @@ NDCG@10 are measured on test users whose target is one of them (for MovieLens, w
 Usage:
   python benchmarks/leaderboard.py                              # ML-100K, all models, cold holdout
   python benchmarks/leaderboard.py --datasets mlsmall5 mlsmall  # ml-latest-small, 5-core filtered (LlamaRec) and raw
+  python benchmarks/leaderboard.py --datasets toys               # Amazon Toys, 3,000 seeded evaluation users
 Writes benchmarks/results/leaderboard_<dataset>.{json,md}.
 """
 
@@ -34,7 +35,12 @@ DATASETS = {
     "ml100k": {"source": "movielens-100k", "path": str(SHARED / "ml-100k")},
     "mlsmall": {"source": "movielens-latest-small", "path": str(SHARED / "ml-latest-small")},
     "mlsmall5": None,  # built below: ml-latest-small with LlamaRec's 5-core filter, through the generic files source
+    "toys": None,  # Amazon Toys & Games 5-core sequences (the experiments group's domain), through the files source
 }
+# Valid/test users scored per dataset (0: all): on Toys (19,412 users) a seeded sample of 3,000, the same for every
+# model; every item is still ranked. Training uses every user's train sequence.
+EVAL_USERS = {"toys": 3000}
+EVAL_SEED = 7
 LM_MODELS = ("zero_shot_prompt", "lm_finetune", "lm_prompt_tuning")
 PEERS = "RecBole on this machine, same protocol (ML-100K test NDCG@10): SASRec 0.1110, GRU4Rec 0.1061, BERT4Rec 0.1015, EASE 0.0706, Pop 0.0354"
 
@@ -46,7 +52,7 @@ def prepare(dataset: str) -> Path:
     from tests.integration.pipeline import materialize_all
 
     data_dir = BENCH / dataset
-    spec = DATASETS[dataset] or _five_core_files(data_dir)
+    spec = DATASETS[dataset] or (_toys_files() if dataset == "toys" else _five_core_files(data_dir))
     selection = AssetSelection.groups("ingestion", "features")
     materialize_all(data_dir, selection=selection, **spec)
     return data_dir / "warehouse" / "lmrec.duckdb"
@@ -69,6 +75,14 @@ def _five_core_files(data_dir: Path) -> dict:
     movies[movies.movieId.isin(ratings.movieId)].to_csv(folder / "movies.csv", index=False)
     spec = {"interactions": str(folder / "ratings.csv"), "items": str(folder / "movies.csv"),
             "column_map": {"user_id": "userId", "item_id": "movieId", "categories": "genres"}}
+    return {"source": "files", "files_spec": json.dumps(spec)}
+
+
+def _toys_files() -> dict:
+    from lmrec_assets.experiments.domains import amazon_toys
+
+    spec = amazon_toys().files_spec | {"interactions": str(SHARED / "amazon-toys" / "sequential.txt"),
+                                       "items": str(SHARED / "amazon-toys" / "Toys_item_text.jsonl")}
     return {"source": "files", "files_spec": json.dumps(spec)}
 
 
@@ -96,7 +110,8 @@ def benchmark_params(name: str, override: dict, budget_minutes: float | None = N
     return profiles.training_params(model_class, profiles.NIGHTLY, known, budget_share=shares.get(name))
 
 
-def run_one(warehouse: str, name: str, cold: bool, out: str, override: dict, budget_minutes: float | None = None) -> None:
+def run_one(warehouse: str, name: str, cold: bool, out: str, override: dict, budget_minutes: float | None = None,
+            eval_users: int = 0) -> None:
     """Fit one model with its benchmark setting, evaluate, write JSON (runs in a fresh process)."""
     import duckdb
     import torch
@@ -104,11 +119,12 @@ def run_one(warehouse: str, name: str, cold: bool, out: str, override: dict, bud
     from lmrec_assets.models.ranking import evaluate
     from lmrec_assets.memory import peak_rss_mib
     from lmrec_assets.models.assets import MODELS
+    from lmrec_assets.experiments.sampling import evaluation_sample
     from lmrec_assets.models.data import load_split_data
 
     torch.set_num_threads(os.cpu_count() or 2)
     with duckdb.connect(warehouse, read_only=True) as con:
-        data = load_split_data(con)
+        data = evaluation_sample(load_split_data(con), eval_users, EVAL_SEED)
     name, _, ranker = name.partition(":")  # "lm_rerank:zero_shot" = lm_rerank with that ranker mode
     override = override | ({"ranker": ranker} if ranker else {})
     model_class = MODELS[name][0]
@@ -174,11 +190,12 @@ def main() -> None:
                         "wherever a model has them, e.g. '{\"ensemble\": 1}' to cut time; recorded in each row's params")
     parser.add_argument("--budget-minutes", type=float, default=None, help="cap max_minutes by each model's share of "
                         "this run budget, as the nightly refresh does (lmrec_assets/models/profiles.py; default: none)")
+    parser.add_argument("--eval-users", type=int, default=0, help="with --run-one: seeded sample of valid/test users")
     parser.add_argument("--run-one", nargs=4, metavar=("WAREHOUSE", "MODEL", "COLD", "OUT"))
     args = parser.parse_args()
     if args.run_one:
         warehouse, name, cold, out = args.run_one
-        return run_one(warehouse, name, cold == "1", out, json.loads(args.override), args.budget_minutes)
+        return run_one(warehouse, name, cold == "1", out, json.loads(args.override), args.budget_minutes, args.eval_users)
 
     from lmrec_assets.models.assets import MODELS
 
@@ -190,6 +207,7 @@ def main() -> None:
             cold = "0" if name.partition(":")[0] in args.no_cold else "1"
             print(f"[{dataset}] {name} ...", flush=True)
             command = [sys.executable, __file__, "--run-one", str(warehouse), name, cold, str(out), "--override", args.override,
+                       "--eval-users", str(EVAL_USERS.get(dataset, 0)),
                        *(["--budget-minutes", str(args.budget_minutes)] if args.budget_minutes is not None else [])]
             done = subprocess.run(command)
             if done.returncode != 0:
@@ -234,7 +252,10 @@ def write(dataset: str, rows: list[dict]) -> None:
         "masked; test split (one held-out item per user, so Recall = HR). Hyperparameters chosen on valid only. "
         "Cold: 10% of items removed from training (seed 0), metrics on test users whose target is one of them "
         "(blank: refit skipped for time). Each model in its own process on 2 CPU cores; fit_seconds includes "
-        "valid-split early stopping; peak RSS of that process.", "",
+        "valid-split early stopping; peak RSS of that process." + (
+            f" Evaluated on a seeded sample of {EVAL_USERS[dataset]:,} valid/test users (seed {EVAL_SEED}), the same "
+            "for every model; every item is ranked." if EVAL_USERS.get(dataset) else "") + (
+            " Toys has no timestamps: time = position in the user's sequence." if dataset == "toys" else ""), "",
         table.round(4).to_markdown(index=False), "", PEERS if dataset == "ml100k" else "", "", lm_budget_line(rows),
     ]
     (RESULTS / f"leaderboard_{dataset}.md").write_text("\n".join(lines) + "\n")
