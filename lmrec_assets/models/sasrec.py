@@ -227,7 +227,7 @@ class SASRec:
         scoring = p.ensemble * (scoring_cells_seconds(size) + SEQUENCE_SECONDS_PER_USER * size.n_eval_users)
         logits = 12 * p.batch_size * p.max_len * size.n_items
         peak = TORCH_BASE_BYTES + 16 * p.hidden * size.n_items + logits + scoring_bytes(size) + data_bytes(size)
-        return Cost(seconds=p.ensemble * (p.max_minutes * 60 + scoring / p.ensemble), scoring_seconds=scoring,
+        return Cost(seconds=p.ensemble * p.max_minutes * 60 + scoring, scoring_seconds=scoring,
                     peak_bytes=int(peak), basis=f"{p.ensemble} × {p.max_minutes:g}-min clock + a valid pass each; "
                     f"logits {p.batch_size} × {p.max_len} × catalogue")
 
