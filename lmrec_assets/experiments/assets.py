@@ -79,9 +79,11 @@ def data_efficiency(context: AssetExecutionContext, config: ExperimentConfig, wa
             for fraction in profile.fractions:
                 subset = fraction_split(data, fraction, seed)
                 n_train = len(training_users(data, fraction, seed))
+                trained = {}  # registry name -> model fitted on this subset (lm_rerank's retrievers)
                 for label in profile.data_efficiency_models:
                     setup = profile.models[label]
-                    fitted = fit(setup, subset, seed)
+                    fitted = fit(setup, subset, seed, fitted=trained)
+                    trained[setup.registry] = fitted.model
                     test = held_out_metrics(fitted.model, data)
                     context.log.info(f"{dataset} {label} users={fraction:g} seed {seed}: {test}")
                     records.append({"dataset": dataset, "model": label, "family": setup.family,

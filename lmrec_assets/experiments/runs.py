@@ -36,9 +36,14 @@ class Fitted:
     fit_seconds: float
 
 
-def fit(setup: ModelSetup, data: SplitData, seed: int, cls: type[Recommender] | None = None) -> Fitted:
-    """Fit on `data.train_sequences` (selection on valid only, inside the model's own fit)."""
+def fit(setup: ModelSetup, data: SplitData, seed: int, cls: type[Recommender] | None = None,
+        fitted: dict[str, Recommender] | None = None) -> Fitted:
+    """Fit on `data.train_sequences` (selection on valid only, inside the model's own fit). `fitted`: models already
+    trained on the same data, by registry name; a model that reads models (lm_rerank) gets those it names as
+    retrievers, so a two-stage model at 5% of the users reranks candidates of retrievers trained on those 5%."""
     model = build(setup, seed, cls)
+    if hasattr(model, "attach_retrievers"):
+        model.attach_retrievers({n: m for n, m in (fitted or {}).items() if n in type(model).upstream})
     started = time.perf_counter()
     report = model.fit(data)
     return Fitted(model, report, time.perf_counter() - started)

@@ -31,12 +31,12 @@ def test_every_experiment_runs_on_the_tiny_profile(tmp_path: Path, dbt_manifest:
     assert ndcg.between(0, 1).all()
 
     efficiency = rows[(rows["experiment"] == "data_efficiency") & (rows["metric"] == "ndcg@10")]
-    assert set(efficiency["model"]) == {"ease", "sasrec", "hybrid", "zero_shot", "lora"}
+    assert set(efficiency["model"]) == {"ease", "sasrec", "hybrid", "zero_shot", "lora", "rerank"}
     assert set(efficiency["fraction"]) == {0.25, 1.0}
     assert efficiency["n_users"].nunique() == 1  # the same test users at every fraction, for every model
 
     buckets = rows[(rows["experiment"] == "sparsity_buckets") & (rows["metric"] == "ndcg@10")]
-    assert set(buckets["model"]) == {"ease", "sasrec", "hybrid", "zero_shot", "lora"}
+    assert set(buckets["model"]) == {"ease", "sasrec", "hybrid", "zero_shot", "lora", "rerank"}
     assert buckets["setting"].str.startswith("history_length=").any() and (buckets["setting"] == "all=all").any()
     assert buckets["setting"].str.startswith("target_popularity=").any()
 
