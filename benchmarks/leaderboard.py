@@ -40,6 +40,9 @@ DATASETS = {
 # Valid/test users scored per dataset (0: all): on Toys (19,412 users) a seeded sample of 3,000, the same for every
 # model; every item is still ranked. Training uses every user's train sequence.
 EVAL_USERS = {"toys": 3000}
+TITLES = {"mlsmall": "mlsmall (ml-latest-small, no filtering)",
+          "mlsmall5": "mlsmall5 (ml-latest-small, LlamaRec's 5-core filter)",
+          "toys": "toys (Amazon Toys & Games 5-core)"}
 EVAL_SEED = 7
 LM_MODELS = ("zero_shot_prompt", "lm_finetune", "lm_prompt_tuning")
 PEERS = "RecBole on this machine, same protocol (ML-100K test NDCG@10): SASRec 0.1110, GRU4Rec 0.1061, BERT4Rec 0.1015, EASE 0.0706, Pop 0.0354"
@@ -192,7 +195,13 @@ def main() -> None:
                         "this run budget, as the nightly refresh does (lmrec_assets/models/profiles.py; default: none)")
     parser.add_argument("--eval-users", type=int, default=0, help="with --run-one: seeded sample of valid/test users")
     parser.add_argument("--run-one", nargs=4, metavar=("WAREHOUSE", "MODEL", "COLD", "OUT"))
+    parser.add_argument("--report-only", action="store_true", help="rewrite each dataset's markdown from its "
+                        "committed JSON and notes file, running nothing")
     args = parser.parse_args()
+    if args.report_only:
+        for dataset in args.datasets:
+            write(dataset, json.loads((RESULTS / f"leaderboard_{dataset}.json").read_text()), echo=False)
+        return
     if args.run_one:
         warehouse, name, cold, out = args.run_one
         return run_one(warehouse, name, cold == "1", out, json.loads(args.override), args.budget_minutes, args.eval_users)
@@ -238,7 +247,7 @@ def lm_budget_line(rows: list[dict]) -> str:
             f"{total / 60:.1f} min{hybrid}.")
 
 
-def write(dataset: str, rows: list[dict]) -> None:
+def write(dataset: str, rows: list[dict], echo: bool = True) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"leaderboard_{dataset}.json").write_text(json.dumps(rows, indent=2, default=float))
     frame = pd.DataFrame(rows)
@@ -246,8 +255,11 @@ def write(dataset: str, rows: list[dict]) -> None:
                            "cold_ndcg@10", "valid_ndcg@10", "retriever", "retriever_ndcg@10", "recall@candidates_test", "fit_seconds", "peak_rss_mib", "trainable_parameters",
                            "code", "error"] if c in frame]
     table = frame[columns].sort_values("ndcg@10", ascending=False) if "ndcg@10" in frame else frame
+    # The hand-written reading of the numbers (what was re-run, targets, what was tried) lives in its own file, so a
+    # re-run regenerates the table without losing it.
+    notes = RESULTS / f"leaderboard_{dataset}_notes.md"
     lines = [
-        f"# Leaderboard: {dataset}", "",
+        f"# Leaderboard: {TITLES.get(dataset, dataset)}", "", *([notes.read_text().strip(), ""] if notes.exists() else []),
         "Protocol: per-user leave-one-out by time (ties keep file order); full ranking over all items; seen items "
         "masked; test split (one held-out item per user, so Recall = HR). Hyperparameters chosen on valid only. "
         "Cold: 10% of items removed from training (seed 0), metrics on test users whose target is one of them "
@@ -259,7 +271,8 @@ def write(dataset: str, rows: list[dict]) -> None:
         table.round(4).to_markdown(index=False), "", PEERS if dataset == "ml100k" else "", "", lm_budget_line(rows),
     ]
     (RESULTS / f"leaderboard_{dataset}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    if echo:
+        print("\n".join(lines))
 
 
 if __name__ == "__main__":
