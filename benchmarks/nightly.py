@@ -38,31 +38,24 @@ RESULTS = ROOT / "benchmarks" / "results"
 SHORT_NAMES = {"movielens-100k": "ml100k"}
 
 
-def run_step_seconds(dagster_home: Path) -> tuple[str, dict[str, float]]:
-    """(run id and status, {step: seconds}) of the instance's one run (pipeline_ml100k's event-log reader)."""
-    from dagster import DagsterInstance
+def read_instance(dagster_home: Path, models: list[str]) -> tuple[str, dict[str, float], dict[str, dict]]:
+    """From the instance's one run: its id and status, {step: seconds} (pipeline_ml100k's event-log reader), and
+    {model: outcome, estimated vs measured fit seconds and peak memory} from each model asset's materialization."""
+    from dagster import AssetKey, DagsterInstance
     from dagster._core.instance.ref import InstanceRef
 
     from pipeline_ml100k import step_seconds  # this folder is on sys.path when a benchmark script runs
 
+    keys = ("outcome", "estimated_fit_seconds", "fit_seconds", "estimated_peak_mib", "peak_rss_mib")
+    outcomes = {}
     with DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home))) as instance:
         (run,) = instance.get_runs()
-        return f"{run.run_id} ({run.status.value})", step_seconds(instance, run.run_id)
-
-
-def model_outcomes(dagster_home: Path, models: list[str]) -> dict[str, dict]:
-    """{model: outcome, estimated vs measured fit seconds and peak memory} from each model asset's materialization."""
-    from dagster import AssetKey, DagsterInstance
-    from dagster._core.instance.ref import InstanceRef
-
-    keys = ("outcome", "estimated_fit_seconds", "fit_seconds", "estimated_peak_mib", "peak_rss_mib")
-    out = {}
-    with DagsterInstance.from_ref(InstanceRef.from_dir(str(dagster_home))) as instance:
+        steps = step_seconds(instance, run.run_id)
         for model in models:
             event = instance.get_latest_materialization_event(AssetKey(model))
             metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
-            out[model] = {k: getattr(metadata[k], "value", None) for k in keys if k in metadata}
-    return out
+            outcomes[model] = {k: getattr(metadata[k], "value", None) for k in keys if k in metadata}
+    return f"{run.run_id} ({run.status.value})", steps, outcomes
 
 
 def leaderboard_ndcg(name: str) -> dict[str, tuple[float, str]]:
@@ -129,7 +122,7 @@ def main() -> None:
 
 def write_report(args, name: str, work: Path, command: list[str], commit: str, exit_code: int, total: float,
                  peak_rss_mib: float) -> None:
-    run, steps = run_step_seconds(work / "dagster_home")
+    run, steps, outcomes = read_instance(work / "dagster_home", list(MODELS))
 
     with duckdb.connect(str(work / "warehouse" / "lmrec.duckdb"), read_only=True) as con:
         metrics = con.execute(
@@ -142,7 +135,6 @@ def write_report(args, name: str, work: Path, command: list[str], commit: str, e
                    if table_exists(con, SKIPPED_MODELS) else None)
     with duckdb.connect(str(work / "serving" / "lmrec_serving.duckdb"), read_only=True) as con:
         champion = con.execute("select * from champion").df().to_dict(orient="records")
-    outcomes = model_outcomes(work / "dagster_home", list(MODELS))
 
     board = leaderboard_ndcg(name)
     rows = []
