@@ -108,12 +108,13 @@ def upstream_model_versions(warehouse: WarehouseResource, model_class: type[Reco
 
 
 def skip_reason(name: str, cost: Cost, training: TrainingProfileResource, budget_minutes: float | None,
-                has_upstream: bool) -> str | None:
-    """Why model `name` cannot train in this run (None: it can): its estimate against the run's time and memory
-    budgets (`models/costs.py`), or a model it reads (lm_rerank's retrievers) that is not trained."""
-    if not has_upstream:
-        return (f"none of the models {name} reads ({', '.join(n for n in MODELS[name][0].upstream if n in MODELS)}) "
-                "is trained in this warehouse: they were skipped or never materialized")
+                upstream_models: dict[str, tuple[str, str]]) -> str | None:
+    """Why model `name` cannot train in this run (None: it can): it reads models (lm_rerank's retrievers) and none of
+    them is trained, or its estimate exceeds the run's time or memory budget (`models/costs.py`)."""
+    reads = [n for n in MODELS[name][0].upstream if n in MODELS]
+    if reads and not upstream_models:
+        return (f"none of the models {name} reads ({', '.join(reads)}) is trained in this warehouse: they were "
+                "skipped or never materialized")
     return fits(cost, budget_minutes, memory_budget_bytes(training.memory_budget_gb))
 
 
@@ -197,8 +198,7 @@ def build_model_asset(name: str) -> AssetsDefinition:
             })
         # Budgets that follow the data: estimate before training, skip what cannot fit (never an OOM or a stall).
         cost = model_class.cost(params, DataSize.of(data))
-        has_upstream = bool(upstream_models) or not any(n in MODELS for n in model_class.upstream)
-        if reason := skip_reason(name, cost, training, profile["budget_minutes"], has_upstream):
+        if reason := skip_reason(name, cost, training, profile["budget_minutes"], upstream_models):
             return skip(context, warehouse, name, version, data.fingerprint, reason, cost, profile_metadata)
         context.log.info(f"{name}: estimated {cost.run_seconds / 60:.1f} min with scoring, peak "
                          f"{cost.peak_bytes / 2**30:.2f} GiB ({cost.basis})")
