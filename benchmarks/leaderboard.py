@@ -37,12 +37,12 @@ DATASETS = {
     "mlsmall5": None,  # built below: ml-latest-small with LlamaRec's 5-core filter, through the generic files source
     "toys": None,  # Amazon Toys & Games 5-core sequences (the experiments group's domain), through the files source
 }
-# Valid/test users scored per dataset (0: all): on Toys (19,412 users) a seeded sample of 3,000, the same for every
-# model; every item is still ranked. Training uses every user's train sequence.
-EVAL_USERS = {"toys": 3000}
 TITLES = {"mlsmall": "mlsmall (ml-latest-small, no filtering)",
           "mlsmall5": "mlsmall5 (ml-latest-small, LlamaRec's 5-core filter)",
           "toys": "toys (Amazon Toys & Games 5-core)"}
+# Valid/test users scored per dataset (0: all): on Toys (19,412 users) a seeded sample of 3,000, the same for every
+# model; every item is still ranked. Training uses every user's train sequence.
+EVAL_USERS = {"toys": 3000}
 EVAL_SEED = 7
 LM_MODELS = ("zero_shot_prompt", "lm_finetune", "lm_prompt_tuning")
 PEERS = "RecBole on this machine, same protocol (ML-100K test NDCG@10): SASRec 0.1110, GRU4Rec 0.1061, BERT4Rec 0.1015, EASE 0.0706, Pop 0.0354"
