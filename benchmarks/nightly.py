@@ -7,9 +7,13 @@ event log, the evaluation table (test split, full ranking) and the model registr
 from the serving database, and sets each model's test NDCG@10 beside the committed leaderboard's
 (`benchmarks/results/leaderboard_<name>.json`, `generative_p5.json`).
 
-Writes `benchmarks/results/nightly_<name>.{json,md}`. Usage:
+With `--select` it materializes that asset selection instead of the whole job (`dagster asset materialize
+--select`, the same assets, resources and profile), e.g. one model and everything it reads plus the evaluation
+(`--select '*lm_rerank,evaluation_metrics' --label lm_rerank`); the report is then `nightly_<name>_<label>`.
+
+Writes `benchmarks/results/nightly_<name>[_<label>].{json,md}`. Usage:
     python benchmarks/nightly.py [--dataset movielens-100k] [--data ../shared/data/ml-100k] [--profile nightly]
-                                 [--budget-minutes 45] [--keep DIR]
+                                 [--budget-minutes 45] [--keep DIR] [--select SELECTION --label LABEL]
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ def read_instance(dagster_home: Path, models: list[str]) -> tuple[str, dict[str,
         for model in models:
             event = instance.get_latest_materialization_event(AssetKey(model))
             metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
-            outcomes[model] = {k: getattr(metadata[k], "value", None) for k in keys if k in metadata}
+            if metadata:
+                outcomes[model] = {k: getattr(metadata[k], "value", None) for k in keys if k in metadata}
     return f"{run.run_id} ({run.status.value})", steps, outcomes
 
 
@@ -81,8 +86,12 @@ def main() -> None:
     parser.add_argument("--budget-minutes", type=float, default=None, help="run budget (default: the profile's)")
     parser.add_argument("--keep", default="", help="data folder to keep (default: a temporary one, removed)")
     parser.add_argument("--report-only", action="store_true", help="only write the report of the run kept in --keep")
+    parser.add_argument("--select", default="", help="asset selection to materialize instead of the refresh_all job")
+    parser.add_argument("--label", default="", help="report suffix for a --select run")
     args = parser.parse_args()
-    name = SHORT_NAMES.get(args.dataset, args.dataset)
+    if bool(args.select) != bool(args.label):
+        parser.error("--select and --label go together")
+    name = SHORT_NAMES.get(args.dataset, args.dataset) + (f"_{args.label}" if args.label else "")
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="lmrec-nightly-"))
     if args.report_only:
@@ -104,6 +113,8 @@ def main() -> None:
         env["LMREC_TRAINING_BUDGET_MINUTES"] = str(args.budget_minutes)
     command = [str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m", "lmrec_assets.definitions",
                "-j", "refresh_all"]
+    if args.select:
+        command = [command[0], "asset", "materialize", "-m", "lmrec_assets.definitions", "--select", args.select]
     commit = subprocess.run(["git", "describe", "--always", "--dirty=+dirty"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip()
     started = time.perf_counter()
@@ -133,10 +144,13 @@ def write_report(args, name: str, work: Path, command: list[str], commit: str, e
             "qualify row_number() over (partition by model order by created_at desc) = 1").df()
         skipped = (con.execute(f"select model, reason from {SKIPPED_MODELS} order by model").df()
                    if table_exists(con, SKIPPED_MODELS) else None)
-    with duckdb.connect(str(work / "serving" / "lmrec_serving.duckdb"), read_only=True) as con:
-        champion = con.execute("select * from champion").df().to_dict(orient="records")
+    serving = work / "serving" / "lmrec_serving.duckdb"
+    champion = []  # a --select run may not publish
+    if serving.exists():
+        with duckdb.connect(str(serving), read_only=True) as con:
+            champion = con.execute("select * from champion").df().to_dict(orient="records")
 
-    board = leaderboard_ndcg(name)
+    board = leaderboard_ndcg(name.removesuffix(f"_{args.label}") if args.label else name)
     rows = []
     for model in sorted(set(metrics.model)):
         test = metrics[(metrics.model == model) & (metrics.split == "test")].set_index("k")
@@ -155,6 +169,7 @@ def write_report(args, name: str, work: Path, command: list[str], commit: str, e
         })
     report = {
         "dataset": args.dataset, "profile": args.profile, "budget_minutes": args.budget_minutes, "commit": commit,
+        "select": args.select or "refresh_all",
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}",
         "command": " ".join(command), "run": run, "exit_code": exit_code,
@@ -166,7 +181,8 @@ def write_report(args, name: str, work: Path, command: list[str], commit: str, e
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"nightly_{name}.json").write_text(json.dumps(report, indent=2, default=str))
 
-    budget = "the profile's default" if args.budget_minutes is None else f"{args.budget_minutes:g} min"
+    budget = ("the profile's default" if args.budget_minutes is None else f"{args.budget_minutes:g} min"
+              if args.budget_minutes > 0 else "none, every model trains its full QUALITY clock")
     lines = [
         f"# Nightly refresh: {args.dataset}, profile `{args.profile}`",
         "",
