@@ -38,7 +38,7 @@ class LMFinetuneParams(LMNextItemParams):
 
 class LMFinetune(NextItemLM):
     name = "lm_finetune"
-    code_version = "2"  # 2: the head adds the text similarity of the recent items (ItemHead)
+    code_version = "3"  # 2: the head adds the text similarity of the recent items (ItemHead); 3: w chosen on valid
     Params = LMFinetuneParams
 
     @property

@@ -30,7 +30,7 @@ class LMPromptTuningParams(LMNextItemParams):
 
 class LMPromptTuning(NextItemLM):
     name = "lm_prompt_tuning"
-    code_version = "2"  # 2: the head adds the text similarity of the recent items (ItemHead)
+    code_version = "3"  # 2: the head adds the text similarity of the recent items (ItemHead); 3: w chosen on valid
     Params = LMPromptTuningParams
     default_lr = 3e-2  # only a few thousand prompt weights: they need large steps to move in a short budget
 

@@ -11,7 +11,7 @@ from transformers import AutoModel
 from lmrec_assets.models.base import SplitData
 from lmrec_assets.models.embeddings import item_embeddings
 from lmrec_assets.models.lm_finetune import LMFinetune, LMFinetuneParams
-from lmrec_assets.models.lm_training import ItemHead, batch_loss
+from lmrec_assets.models.lm_training import ItemHead, batch_loss, valid_ndcg
 from lmrec_assets.models.prompt_tuning import LMPromptTuning, LMPromptTuningParams
 from lmrec_assets.models.text import encode_texts, resolve_lm
 from lmrec_assets.models.zero_shot import ZeroShotParams, ZeroShotPrompt
@@ -116,6 +116,20 @@ def test_lora_lowers_the_loss_and_saves_a_standard_peft_adapter(tmp_path):
     assert any("lora_A" in name for name, _ in adapter.named_parameters())
     users = np.arange(6)
     np.testing.assert_allclose(LMFinetune.load(tmp_path).score(users, data.train_sequences), model.score(users, data.train_sequences), atol=1e-4)
+
+
+def test_text_weight_is_chosen_on_valid_and_no_grid_point_beats_it():
+    data = themed_split()
+    model = LMFinetune(LMFinetuneParams(**{**TINY, "max_epochs": 1}, max_steps=2))
+    report = model.fit(data)
+    chosen = report.params["text_weight"]
+    assert chosen in model.params.text_weight_grid and float(model.head.text_weight) == pytest.approx(chosen)
+    # The reported figure is evaluate()'s with the chosen w (same protocol), and no other w does better on valid,
+    # the bias alone (w = 0) included.
+    assert valid_ndcg(model, data) == pytest.approx(report.valid_ndcg_at_10)
+    for weight in model.params.text_weight_grid:
+        model.head.text_weight.fill_(weight)
+        assert valid_ndcg(model, data) <= report.valid_ndcg_at_10 + 1e-9
 
 
 def test_full_finetune_saves_safetensors_and_reloads(tmp_path):
