@@ -63,6 +63,31 @@ def read_instance(dagster_home: Path, models: list[str]) -> tuple[str, dict[str,
     return f"{run.run_id} ({run.status.value})", steps, outcomes
 
 
+def retriever_rows(work: Path, registry) -> list[dict]:
+    """For each two-stage model of the run (one with a retriever, i.e. lm_rerank): its retriever alone on test and the
+    candidates' recall, from the saved artifact, with the evaluation's protocol."""
+    from lmrec_assets.models.data import load_split_data
+    from lmrec_assets.models.ranking import evaluate
+    from lmrec_assets.models.registry import load_model
+
+    os.environ["LMREC_DATA_DIR"] = str(work)  # the run's data folder (its text-embedding cache), as in the run
+    rows = []
+    with duckdb.connect(str(work / "warehouse" / "lmrec.duckdb"), read_only=True) as con:
+        data = load_split_data(con)
+        paths = dict(con.execute("select model, artifact_path from models.model_registry "
+                                 "qualify row_number() over (partition by model order by created_at desc) = 1").fetchall())
+    for model_name in registry.model:
+        if not hasattr(MODELS[model_name][0], "recall_at_n"):
+            continue
+        model = load_model(model_name, paths[model_name])
+        test = evaluate(model, data, "test", ks=(10,)).iloc[0]
+        alone = evaluate(model.retriever, data, "test", ks=(10,)).iloc[0]
+        rows.append({"model": model_name, "retriever": model.retriever_name, "blend": model.blend,
+                     "retriever_test_ndcg@10": round(float(alone.ndcg), 4), "retriever_test_hr@10": round(float(alone.hr), 4),
+                     "lift": float(test.ndcg / alone.ndcg - 1), "recall@candidates_test": round(model.recall_at_n(data, "test"), 4)})
+    return rows
+
+
 def leaderboard_ndcg(name: str) -> dict[str, tuple[float, str]]:
     """{model: (test NDCG@10, commit)} from the committed leaderboard and the generative benchmark."""
     board = {}
@@ -151,6 +176,7 @@ def write_report(args, name: str, work: Path, command: list[str], commit: str, e
             champion = con.execute("select * from champion").df().to_dict(orient="records")
 
     board = leaderboard_ndcg(name.removesuffix(f"_{args.label}") if args.label else name)
+    two_stage = retriever_rows(work, registry)
     rows = []
     for model in sorted(set(metrics.model)):
         test = metrics[(metrics.model == model) & (metrics.split == "test")].set_index("k")
@@ -168,6 +194,7 @@ def write_report(args, name: str, work: Path, command: list[str], commit: str, e
             "params": json.loads(fit.params.iloc[0]) if len(fit) and isinstance(fit.params.iloc[0], str) else None,
         })
     report = {
+        "two_stage": two_stage,
         "dataset": args.dataset, "profile": args.profile, "budget_minutes": args.budget_minutes, "commit": commit,
         "select": args.select or "refresh_all",
         "measured_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -181,11 +208,14 @@ def write_report(args, name: str, work: Path, command: list[str], commit: str, e
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"nightly_{name}.json").write_text(json.dumps(report, indent=2, default=str))
 
+    title = ("Nightly refresh" if not args.select else f"Nightly profile, asset selection `{args.select}`")
+    notes = RESULTS / f"nightly_{name}_notes.md"  # the hand-written reading, kept across re-runs
     budget = ("the profile's default" if args.budget_minutes is None else f"{args.budget_minutes:g} min"
               if args.budget_minutes > 0 else "none, every model trains its full QUALITY clock")
     lines = [
-        f"# Nightly refresh: {args.dataset}, profile `{args.profile}`",
+        f"# {title}: {args.dataset}, profile `{args.profile}`",
         "",
+        *([notes.read_text().strip(), ""] if notes.exists() else []),
         f"Measured {report['measured_at']} at commit {commit} on {report['machine']}. Command: `LMREC_DATASET="
         f"{args.dataset} LMREC_PROFILE={args.profile} {' '.join(command[1:])}` (run budget: {budget}), a fresh data "
         f"folder and instance. Exit code {exit_code}; run {run}.",
@@ -201,7 +231,12 @@ def write_report(args, name: str, work: Path, command: list[str], commit: str, e
           + f" | {r['test_hr@10']:.4f} | {r['valid_ndcg@10']} | {r['step_seconds']} | {r['fit_seconds']} |"
           for r in sorted(rows, key=lambda r: -r["test_ndcg@10"])],
         "",
-        "Champion: " + "; ".join(f"{c.get('model')} ({c.get('reason', '')})" for c in champion),
+        *[f"Two-stage {r['model']}: retriever {r['retriever']} (chosen on valid), test NDCG@10 {r['retriever_test_ndcg@10']}"
+          f" / HR@10 {r['retriever_test_hr@10']}, so {r['model']} is {r['lift']:+.1%} over it; candidates' recall on "
+          f"test {r['recall@candidates_test']}, blend a = {r['blend']}" for r in two_stage],
+        "",
+        "Champion: " + ("; ".join(f"{c.get('model')} ({c.get('reason', '')})" for c in champion)
+                        or "none published (the selection does not include the champion)"),
         "",
         "Skipped (budgets that follow the data): " + ("; ".join(f"{r['model']} ({r['reason']})" for r in report["skipped"])
                                                        or "none"),
