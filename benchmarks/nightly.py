@@ -63,28 +63,27 @@ def read_instance(dagster_home: Path, models: list[str]) -> tuple[str, dict[str,
     return f"{run.run_id} ({run.status.value})", steps, outcomes
 
 
-def retriever_rows(work: Path, registry) -> list[dict]:
+def retriever_rows(work: Path, registry, test_ndcg: dict[str, float]) -> list[dict]:
     """For each two-stage model of the run (one with a retriever, i.e. lm_rerank): its retriever alone on test and the
-    candidates' recall, from the saved artifact, with the evaluation's protocol."""
+    candidates' recall, from the saved artifact, with the evaluation's protocol; the lift is over the model's own
+    test NDCG@10 from the evaluation table (`test_ndcg`)."""
     from lmrec_assets.models.data import load_split_data
     from lmrec_assets.models.ranking import evaluate
     from lmrec_assets.models.registry import load_model
 
     os.environ["LMREC_DATA_DIR"] = str(work)  # the run's data folder (its text-embedding cache), as in the run
-    rows = []
+    two_stage = [row for row in registry.itertuples() if hasattr(MODELS[row.model][0], "recall_at_n")]
+    if not two_stage:
+        return []
     with duckdb.connect(str(work / "warehouse" / "lmrec.duckdb"), read_only=True) as con:
         data = load_split_data(con)
-        paths = dict(con.execute("select model, artifact_path from models.model_registry "
-                                 "qualify row_number() over (partition by model order by created_at desc) = 1").fetchall())
-    for model_name in registry.model:
-        if not hasattr(MODELS[model_name][0], "recall_at_n"):
-            continue
-        model = load_model(model_name, paths[model_name])
-        test = evaluate(model, data, "test", ks=(10,)).iloc[0]
+    rows = []
+    for row in two_stage:
+        model_name, model = row.model, load_model(row.model, row.artifact_path)
         alone = evaluate(model.retriever, data, "test", ks=(10,)).iloc[0]
         rows.append({"model": model_name, "retriever": model.retriever_name, "blend": model.blend,
                      "retriever_test_ndcg@10": round(float(alone.ndcg), 4), "retriever_test_hr@10": round(float(alone.hr), 4),
-                     "lift": float(test.ndcg / alone.ndcg - 1), "recall@candidates_test": round(model.recall_at_n(data, "test"), 4)})
+                     "lift": float(test_ndcg[model_name] / alone.ndcg - 1), "recall@candidates_test": round(model.recall_at_n(data, "test"), 4)})
     return rows
 
 
@@ -165,7 +164,7 @@ def write_report(args, name: str, work: Path, command: list[str], commit: str, e
             "select model, split, k, hr, ndcg, mrr, protocol from evaluation.evaluation_metrics "
             "where segment = 'all' and k in (10, 20) order by split, model, k").df()
         registry = con.execute(
-            "select model, model_version, params, fit_seconds, created_at from models.model_registry "
+            "select model, model_version, params, fit_seconds, artifact_path, created_at from models.model_registry "
             "qualify row_number() over (partition by model order by created_at desc) = 1").df()
         skipped = (con.execute(f"select model, reason from {SKIPPED_MODELS} order by model").df()
                    if table_exists(con, SKIPPED_MODELS) else None)
@@ -176,7 +175,8 @@ def write_report(args, name: str, work: Path, command: list[str], commit: str, e
             champion = con.execute("select * from champion").df().to_dict(orient="records")
 
     board = leaderboard_ndcg(name.removesuffix(f"_{args.label}") if args.label else name)
-    two_stage = retriever_rows(work, registry)
+    tests = metrics[(metrics.split == "test") & (metrics.k == 10)]
+    two_stage = retriever_rows(work, registry, dict(zip(tests.model, tests.ndcg)))
     rows = []
     for model in sorted(set(metrics.model)):
         test = metrics[(metrics.model == model) & (metrics.split == "test")].set_index("k")
