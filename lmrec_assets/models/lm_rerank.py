@@ -218,13 +218,11 @@ class LMRerank:
         """The prompt the ranker encodes for each user (`base.PromptRecommender`)."""
         return history_prompts(histories, users, self.item_titles, self.params.template, self.params.max_history_items)
 
-    def ranker_logits(self, histories: list[np.ndarray], items: np.ndarray, prompts: list[str] | None = None) -> torch.Tensor:
-        """(len(histories), N) ranker logits of each history's candidate list (one prompt pass per history).
-        `prompts`: what the LM reads instead of each history's own prompt (the recent items still come from it)."""
-        if prompts is None:
-            prompts = self.user_prompts(np.arange(len(histories)), histories)
+    def ranker_logits(self, vectors: torch.Tensor, histories: list[np.ndarray], items: np.ndarray) -> torch.Tensor:
+        """(len(histories), N) ranker logits of each history's candidate list, from its prompt vector (`vectors`,
+        row-aligned: `user_lm.embed` when training, `user_lm.prompt_vectors` when scoring)."""
         recent = recent_items(histories, self.params.history_items).to(self.device)
-        return self.head(self.user_lm.embed(prompts), recent, torch.from_numpy(items).to(self.device))
+        return self.head(vectors, recent, torch.from_numpy(items).to(self.device))
 
     def rerank_scores(self, users: np.ndarray, histories: list[np.ndarray], blend: float | None = None,
                       prompts: list[str] | None = None) -> np.ndarray:
@@ -235,11 +233,10 @@ class LMRerank:
         blend = self.blend if blend is None else blend
         scores, items, retriever_logp = self.candidates(users, histories)
         rows = [histories[u] for u in users]
+        vectors = self.user_lm.prompt_vectors(self.user_prompts(users, histories) if prompts is None else prompts)
         with torch.no_grad():
-            logits = torch.cat([
-                self.ranker_logits(rows[i : i + 128], items[i : i + 128], None if prompts is None else prompts[i : i + 128])
-                for i in range(0, len(users), 128)
-            ])
+            logits = torch.cat([self.ranker_logits(vectors[i : i + 128], rows[i : i + 128], items[i : i + 128])
+                                for i in range(0, len(users), 128)])
         final = (1.0 - blend) * torch.log_softmax(logits, dim=1).cpu().numpy() + blend * retriever_logp
         # Others keep the retriever's order, strictly below every candidate (seen items stay -inf: the caller masks).
         order = np.argsort(-scores, axis=1, kind="stable")
@@ -263,6 +260,7 @@ class LMRerank:
         p = self.params
         torch.manual_seed(p.seed)
         started = time.perf_counter()
+        self.user_lm.weights_digest = None  # training changes the weights
         self.item_titles = list(data.item_titles)
         report: dict = {}
         self.retriever_name, retriever_valid = self.choose_retriever(data)
@@ -283,6 +281,7 @@ class LMRerank:
         self.blend, ndcg, best_epoch, state = best
         self.load_trainable(state)
         self.user_lm.encoder.eval()
+        self.user_lm.finalise()
         n_lm = sum(q.numel() for q in self.user_lm.encoder.parameters() if q.requires_grad) if p.ranker != "zero_shot" else 0
         report = {**p.model_dump(), **report, "blend": self.blend, "best_epoch": best_epoch, "trainable_lm_parameters": n_lm,
                    "valid_ndcg_at_10_check": float(evaluate(self, data, "valid", ks=(10,)).loc[0, "ndcg"])}
@@ -335,7 +334,8 @@ class LMRerank:
             chunk = users[start : start + 512]
             _, items, retriever_logp = self.candidates(chunk, histories)
             with torch.no_grad():
-                ranker.append(torch.log_softmax(self.ranker_logits([histories[u] for u in chunk], items), dim=1).cpu().numpy())
+                vectors = self.user_lm.prompt_vectors(self.user_prompts(chunk, histories))
+                ranker.append(torch.log_softmax(self.ranker_logits(vectors, [histories[u] for u in chunk], items), dim=1).cpu().numpy())
             retriever.append(retriever_logp)
             hit = items == targets[start : start + 512, None]
             position.append(np.where(hit.any(axis=1), hit.argmax(axis=1), -1))
@@ -400,7 +400,8 @@ class LMRerank:
         missed = ~found.any(axis=1)
         items[missed, -1] = targets[missed]  # the retriever missed it: it replaces the weakest candidate
         label = np.argmax(items == targets[:, None], axis=1)
-        return F.cross_entropy(self.ranker_logits(prefixes, items), torch.from_numpy(label).to(self.device))
+        vectors = self.user_lm.embed(self.user_prompts(index, prefixes))
+        return F.cross_entropy(self.ranker_logits(vectors, prefixes, items), torch.from_numpy(label).to(self.device))
 
     # --- persistence --------------------------------------------------------------------------------------------------
 
@@ -428,4 +429,5 @@ class LMRerank:
         model.head.to(model.device)  # loaded on CPU, then moved to LMREC_DEVICE
         model.user_lm.encoder = model.user_lm.load_encoder(path).to(model.device)
         model.user_lm.encoder.eval()
+        model.user_lm.finalise()
         return model

@@ -34,10 +34,12 @@ prompt) only say how the encoder is built, saved and loaded.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import math
 import time
+from collections import OrderedDict
 from pathlib import Path
 from typing import ClassVar, Self
 
@@ -54,6 +56,11 @@ from lmrec_assets.models.ranking import evaluate, mask_seen, metrics_from_ranks,
 from lmrec_assets.models.text import BUNDLED_LM, encode_texts, render_history_prompt, resolve_lm
 
 log = logging.getLogger(__name__)
+
+# Prompt vectors of final weights, per (weights digest, prompt): in one process (the in-process executor) the
+# evaluation, fairness, re-ranking and recommendation assets load the same artifact and score the same users' prompts.
+_PROMPT_VECTORS: OrderedDict[tuple[str, str], torch.Tensor] = OrderedDict()
+_PROMPT_VECTORS_SIZE = 100_000  # about 150 MB of 384-d fp32 vectors
 
 
 class LMNextItemParams(ModelParams):
@@ -172,6 +179,7 @@ class NextItemLM:
         self.head: ItemHead | None = None
         self.item_titles: list[str] = []
         self.device = resolve_device()  # LMREC_DEVICE; not a param, so not part of the model version
+        self.weights_digest: str | None = None  # set once the weights are final (`finalise`): prompt vectors memoised
         from transformers import AutoTokenizer  # transformers is slow to import; keep it off the code-location load
 
         self.tokenizer = AutoTokenizer.from_pretrained(resolve_lm(self.params.lm))
@@ -210,8 +218,42 @@ class NextItemLM:
         # A soft prompt prepends virtual tokens; pool over the real tokens so every mode pools the same positions.
         return mean_pool(hidden[:, -batch["input_ids"].shape[1] :], batch["attention_mask"])
 
+    @torch.no_grad()
+    def prompt_vectors(self, prompts: list[str]) -> torch.Tensor:
+        """`embed` for scoring: no gradient, batches of prompts of similar length (each padded only to its longest),
+        and memoised per (weights, prompt) once the weights are final. The encoder must be in eval mode."""
+        keys = [(self.weights_digest, prompt) for prompt in prompts] if self.weights_digest else None
+        missing = [i for i, key in enumerate(keys) if key not in _PROMPT_VECTORS] if keys else list(range(len(prompts)))
+        missing.sort(key=lambda i: len(prompts[i]))  # characters: a cheap proxy for tokens
+        step = self.params.eval_batch_size
+        fresh = {}
+        for start in range(0, len(missing), step):
+            chunk = missing[start : start + step]
+            fresh.update(zip(chunk, self.embed([prompts[i] for i in chunk]).cpu()))
+        if keys is None:
+            vectors = [fresh[i] for i in range(len(prompts))]
+        else:
+            for i, vector in fresh.items():
+                _PROMPT_VECTORS[keys[i]] = vector
+            vectors = [fresh[i] if i in fresh else _PROMPT_VECTORS[key] for i, key in enumerate(keys)]
+            while len(_PROMPT_VECTORS) > _PROMPT_VECTORS_SIZE:
+                _PROMPT_VECTORS.popitem(last=False)
+        if not vectors:
+            return torch.zeros(0, self.encoder.config.hidden_size, device=self.device)
+        return torch.stack(vectors).to(self.device)
+
+    def finalise(self) -> None:
+        """The weights will not change any more (end of fit, load): identify them so prompt vectors can be memoised.
+        The digest covers the params and the encoder's whole state, so two loads of one artifact share it."""
+        digest = hashlib.sha256(self.params.model_dump_json().encode())
+        for name, tensor in sorted(self.encoder.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+        self.weights_digest = digest.hexdigest()[:16]
+
     def fit(self, data: SplitData) -> FitReport:
         torch.manual_seed(self.params.seed)
+        self.weights_digest = None  # training changes the weights
         self.item_titles = list(data.item_titles)
         item_vectors, _ = encode_texts(data.item_text, self.params.lm)  # warm cache: the item_embeddings asset
         p = self.params
@@ -221,7 +263,9 @@ class NextItemLM:
             self.head.bias.data = torch.log1p(torch.as_tensor(counts, dtype=torch.float32))
         self.head.to(self.device)
         self.encoder = self.build_encoder().to(self.device)
-        return train_next_item(self, data)
+        report = train_next_item(self, data)
+        self.finalise()
+        return report
 
     def score(self, users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
         return self.score_prompts(users, histories, self.user_prompts(users, histories))
@@ -238,8 +282,8 @@ class NextItemLM:
         self.encoder.eval()
         step = self.params.eval_batch_size
         rows = [histories[u] for u in users]
-        scores = torch.cat([self.head(self.embed(prompts[i : i + step]), rows[i : i + step])
-                            for i in range(0, len(prompts), step)])
+        vectors = self.prompt_vectors(prompts)
+        scores = torch.cat([self.head(vectors[i : i + step], rows[i : i + step]) for i in range(0, len(prompts), step)])
         self.encoder.train(was_training)
         return scores.cpu().numpy()
 
@@ -266,6 +310,7 @@ class NextItemLM:
         model.item_titles = json.loads((path / "item_titles.json").read_text())
         model.encoder = model.load_encoder(path).to(model.device)
         model.encoder.eval()
+        model.finalise()
         return model
 
 
@@ -343,7 +388,7 @@ def calibrate_text_weight(model: NextItemLM, data: SplitData) -> tuple[float, fl
     for start in range(0, len(users), step):
         chunk = users[start : start + step]
         prompts = model.user_prompts(chunk, histories)
-        text = model.head.text_logits(model.embed(prompts), [histories[u] for u in chunk])
+        text = model.head.text_logits(model.prompt_vectors(prompts), [histories[u] for u in chunk])
         for w in grid:
             scores = mask_seen(model.head.combine(text, weight=w).float().cpu().numpy(), chunk, histories)
             ranks[w].append(target_ranks(scores, targets[chunk]))

@@ -110,6 +110,24 @@ def embedding_cache_dir() -> Path:
     return Path(os.environ.get("LMREC_DATA_DIR", DEFAULT_DATA_DIR)) / "cache" / "embeddings"
 
 
+# Per cache folder: the parts this process has read and their vectors. Parts are written once (renamed into place)
+# and never changed, so a later call reads only the parts added since: re-reading every part on every call made a
+# model that encodes its prompts through here (zero-shot) slower with each call as the cache grew.
+_READ_PARTS: dict[Path, tuple[set[Path], dict[str, np.ndarray]]] = {}
+
+
+def _cached_vectors(folder: Path, parts: list[Path]) -> dict[str, np.ndarray]:
+    """{text key: vector} of every part in `parts`, reading only those this process has not read yet."""
+    read, known = _READ_PARTS.setdefault(folder, (set(), {}))
+    for part in parts:
+        if part not in read:
+            frame = pd.read_parquet(part)
+            for key, vector in zip(frame["key"], frame["vector"]):
+                known.setdefault(key, vector)  # the first part that has a key wins, as drop_duplicates did
+            read.add(part)
+    return known
+
+
 def encode_texts(
     texts: list[str],
     lm: str | None = None,
@@ -129,8 +147,7 @@ def encode_texts(
     folder.mkdir(parents=True, exist_ok=True)
     keys = [text_key(lm, t) for t in texts]
     parts = sorted(folder.glob("part-*.parquet"))
-    cached = pd.concat([pd.read_parquet(p) for p in parts]).drop_duplicates("key") if parts else None
-    known = dict(zip(cached["key"], cached["vector"])) if cached is not None else {}
+    known = _cached_vectors(folder, parts)
 
     # Shortest first: SentenceTransformer.encode sorts each call's texts by length and pads every batch only to its
     # longest text (tokenizer padding=True), so batches waste little on padding; ordering by length here keeps that
@@ -156,8 +173,10 @@ def encode_texts(
         part = pd.DataFrame({"key": list(new_keys), "vector": list(vectors)})
         tmp = folder / f".part-{len(parts):05d}.parquet.tmp"
         part.to_parquet(tmp)
-        tmp.rename(folder / f"part-{len(parts):05d}-{new_keys[0][:8]}.parquet")
-        known.update(zip(new_keys, vectors))
+        written = folder / f"part-{len(parts):05d}-{new_keys[0][:8]}.parquet"
+        tmp.rename(written)
+        known.update(zip(new_keys, vectors))  # `known` is this process's index of the folder: the part counts as read
+        _READ_PARTS[folder][0].add(written)
     return np.stack([np.asarray(known[k], dtype=np.float32) for k in keys]), len(missing)
 
 

@@ -2,6 +2,7 @@
 
 import duckdb
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from dagster import materialize
@@ -13,7 +14,7 @@ from lmrec_assets.models.embeddings import item_embeddings
 from lmrec_assets.models.lm_finetune import LMFinetune, LMFinetuneParams
 from lmrec_assets.models.lm_training import ItemHead, batch_loss, valid_ndcg
 from lmrec_assets.models.prompt_tuning import LMPromptTuning, LMPromptTuningParams
-from lmrec_assets.models.text import encode_texts, resolve_lm
+from lmrec_assets.models.text import BUNDLED_LM, encode_texts, resolve_lm, text_key
 from lmrec_assets.models.zero_shot import ZeroShotParams, ZeroShotPrompt
 from lmrec_assets.resources import ArtifactStoreResource, WarehouseResource
 
@@ -79,6 +80,16 @@ def test_encode_texts_cache_encodes_only_new_texts():
     np.testing.assert_array_equal(first, again)
 
 
+def test_encode_texts_reads_parts_another_process_added(tmp_path):
+    encode_texts(themed_split().item_text)  # this process has read the folder's parts
+    folder = next((tmp_path / "data" / "cache" / "embeddings").iterdir())
+    planted = np.full(384, 1 / np.sqrt(384), dtype=np.float32)  # written by "another process": not an LM vector
+    pd.DataFrame({"key": [text_key(BUNDLED_LM, "bees")], "vector": [planted]}).to_parquet(folder / "part-99999-other.parquet")
+    vectors, n_new = encode_texts(["bees"])
+    assert n_new == 0
+    np.testing.assert_array_equal(vectors[0], planted)
+
+
 def test_item_embeddings_asset_reencodes_only_changed_items(tmp_path):
     warehouse = tmp_path / "wh.duckdb"
     data = themed_split()
@@ -130,6 +141,33 @@ def test_text_weight_is_chosen_on_valid_and_no_grid_point_beats_it():
     for weight in model.params.text_weight_grid:
         model.head.text_weight.fill_(weight)
         assert valid_ndcg(model, data) <= report.valid_ndcg_at_10 + 1e-9
+
+
+def test_scoring_memoises_prompt_vectors_of_final_weights_only():
+    data = themed_split()
+    # A seed no other test trains with: equal weights would share the process's memo (and correctly so).
+    model = LMFinetune(LMFinetuneParams(**{**TINY, "max_epochs": 1}, max_steps=2, seed=101))
+    model.fit(data)
+    passes = []
+    model.encoder.register_forward_hook(lambda *_: passes.append(1))
+    users, histories = np.arange(len(data.user_ids)), data.train_sequences
+    first = model.score(users, histories)
+    n_passes = len(passes)
+    again = model.score(users, histories)
+    assert n_passes > 0 and len(passes) == n_passes  # the second scoring reads the memo: no LM pass
+    np.testing.assert_array_equal(first, again)
+    with torch.no_grad():  # the plain path: one unsorted batch through `embed`, nothing memoised
+        plain = model.head(model.embed(model.user_prompts(users, histories)), list(histories)).numpy()
+    np.testing.assert_allclose(first, plain, atol=1e-3)
+
+    # Other weights, another digest: what was memoised for the old weights is never read for the new ones.
+    digest = model.weights_digest
+    with torch.no_grad():
+        next(q for n, q in model.encoder.named_parameters() if "lora_B" in n).add_(0.1)
+    model.finalise()
+    assert model.weights_digest != digest
+    model.score(users, histories)
+    assert len(passes) > n_passes
 
 
 def test_full_finetune_saves_safetensors_and_reloads(tmp_path):
