@@ -84,7 +84,7 @@ def main() -> None:
     generation = generation_rows(model, data, item_categories, n_users=args.generation_users, seed=7)
     generation_seconds = time.perf_counter() - started
     lookup = generation.set_index(["split", "task", "template", "metric"])["value"]
-    tag_results = tag_explanation_results(model, data, tags) if tags else None
+    tag_results = tag_explanation_results(model, data, tags, item_categories) if tags else None
 
     row = {
         "model": "generative_p5", "dataset": {"ml100k": "ml-100k", "mlsmall": "ml-latest-small"}[args.dataset],
@@ -141,29 +141,38 @@ def tag_split(data) -> dict:
             "held_out": split.held_out, "train_pairs_on_ranking_targets": int(on_ranking_target.sum())}
 
 
-def tag_explanation_results(model, data, tags: dict) -> dict:
-    """Model (greedy, unconstrained) and most-frequent-tag baseline on the held-out pairs, and the protocol counts."""
+def tag_explanation_results(model, data, tags: dict, item_categories: list[list[str]]) -> dict:
+    """Model (greedy, unconstrained), the product's template sentence and the most-frequent-tag baseline on the
+    held-out pairs, and the protocol counts."""
+    import numpy as np
+
+    from lmrec_assets.evaluation.explanations import explain_batch
     from lmrec_assets.evaluation.tag_explanations import explanation_metrics, most_frequent_tag
+    from lmrec_assets.models.text import encode_texts
 
     held_out, train = tags["held_out"], tags["train"]
     limit = model.params.max_explanation_tokens
     normalise = lambda text: model.normalized(text, limit)  # noqa: E731 — the form the model writes text in
-    prompts = [model.explanation_prompt(data.train_sequences[u], item) for u, item in zip(held_out.user, held_out.item)]
+    prompts = [model.explanation_prompt(data.train_sequences[u], item, user=u) for u, item in zip(held_out.user, held_out.item)]
     started = time.perf_counter()
     written = [model.text(tokens) for tokens in model.generate(prompts, limit)]
     seconds = time.perf_counter() - started
     baseline = [normalise(tag) for tag in most_frequent_tag(train, held_out)]
+    item_vectors, _ = encode_texts(data.item_text)
+    histories = [before(data.train_sequences[u], item) for u, item in zip(held_out.user, held_out.item)]
+    template = [normalise(str(sentence)) for sentence in explain_batch(
+        histories, held_out.item.to_numpy(dtype=np.int64)[:, None], data.item_titles, item_categories, item_vectors)[:, 0]]
     vocabulary = sorted({tag for pair_tags in tags["pairs"].tags for tag in pair_tags})
-    examples = [{"prompt": p, "reference": r, "model": m, "baseline": b}
-                for p, r, m, b in list(zip(prompts, held_out.reference, written, baseline))[:: max(1, len(prompts) // 6)][:6]]
+    examples = [{"prompt": p, "reference": r, "model": m, "template": t, "baseline": b}
+                for p, r, m, t, b in list(zip(prompts, held_out.reference, written, template, baseline))[:: max(1, len(prompts) // 6)][:6]]
     # One user writes most held-out pairs (247 of 382 on ml-latest-small): the same metrics without that user too.
     others = (held_out.user != held_out.user.value_counts().idxmax()).to_numpy()
     pick = lambda texts: [t for t, keep in zip(texts, others) if keep]  # noqa: E731
     return {
-        "metrics": {"generative_p5": explanation_metrics(written, held_out, vocabulary, normalise),
-                    "most_frequent_tag": explanation_metrics(baseline, held_out, vocabulary, normalise),
-                    "generative_p5, without the top user": explanation_metrics(pick(written), held_out[others], vocabulary, normalise),
-                    "most_frequent_tag, without the top user": explanation_metrics(pick(baseline), held_out[others], vocabulary, normalise)},
+        "metrics": {name + suffix: explanation_metrics(texts if suffix == "" else pick(texts),
+                                                       held_out if suffix == "" else held_out[others], vocabulary, normalise)
+                    for suffix in ("", ", without the top user")
+                    for name, texts in (("generative_p5", written), ("template", template), ("most_frequent_tag", baseline))},
         "tag_rows": tags["tag_rows"], "dropped_rows": tags["dropped_rows"], "pairs": len(tags["pairs"]),
         "tagging_users": int(tags["pairs"].user.nunique()), "train_pairs": len(train),
         "train_pairs_on_ranking_targets": tags["train_pairs_on_ranking_targets"], "held_out_pairs": len(held_out),
@@ -172,6 +181,14 @@ def tag_explanation_results(model, data, tags: dict) -> dict:
         "held_out_items_tagged_in_train": float(held_out.item.isin(train.item).mean()),
         "tag_vocabulary": len(vocabulary), "generation_seconds": round(seconds, 1), "examples": examples,
     }
+
+
+def before(sequence, item: int):
+    """The part of a train sequence before `item` (all of it when the item is not there), as the model's prompt."""
+    import numpy as np
+
+    where = np.flatnonzero(np.asarray(sequence) == item)
+    return sequence[: where[0]] if len(where) else sequence
 
 
 def tag_lines(results: dict, targets: str) -> list[str]:

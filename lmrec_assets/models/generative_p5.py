@@ -18,8 +18,13 @@ title; explanation — history + a title → the item's explanation text. For ex
 on MovieLens only the genres): the "features" of PEPLER's metrics are these genre/category words. The template
 `sequential_unseen` is never trained on: the generation_metrics asset compares it with the seen one.
 `fit(data, user_explanations=...)` adds user-written targets, {(user, item): text} (ml-latest-small's tags, see
-evaluation/tag_explanations.py; benchmark only), each one example per epoch with the prompt `explanation_prompt`;
-`item_explanations=False` then drops the item_text targets (their tokens stay out of the output vocabulary).
+evaluation/tag_explanations.py; benchmark only); `item_explanations=False` then drops the item_text targets (their
+tokens stay out of the output vocabulary). A user-written target's prompt (`tag_explanation`) is grounded in what the
+model can know at that time: the item's title and features (its item_text without the title: genres on MovieLens),
+the tags other users gave the item and the tags this user gave other items, each from the training targets (split on
+", ") with the pair's own tags left out, most frequent first. The first run, without that context, collapsed onto the
+one tag string of the user who wrote most pairs ("in netflix queue" for everyone). For the same reason each epoch
+draws at most `explanation_pairs_per_user` of a user's pairs, so one prolific user cannot own the task.
 
 Ranking (`score`). The seen sequential prompt is encoded once per user, then a batched beam search over the prefix
 trie of catalogue titles (`title_trie.py`) with the user's seen titles blocked returns `beam_width` distinct unseen
@@ -42,7 +47,7 @@ import hashlib
 import json
 import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, Self
@@ -69,6 +74,7 @@ P5_TEMPLATES = {
     "sequential": "User watched: {history}; what next?",
     "sequential_alt": "Viewing history: {history}. Which movie does the user watch next?",
     "explanation": "Explain why the user who watched {history} would enjoy {title}",
+    "tag_explanation": "{title} ({features}). Tagged by others: {item_tags}. This user's tags: {user_tags}. In the user's words, why?",
     "sequential_unseen": "Based on the films {history}, recommend one film to watch now.",  # never trained on
 }
 TRAINED_SEQUENTIAL = ("sequential", "sequential_alt")
@@ -102,6 +108,8 @@ class GenerativeP5Params(ModelParams):
     targets_per_example: int = 4  # the next k titles after a cut are all targets of its one encoder pass
     recent_positions: int = 16
     explanation_share: float = 0.25  # explanation examples added per sequential example
+    explanation_pairs_per_user: int = 40  # user-written targets drawn per user and epoch (the rest wait their turn)
+    context_tags: int = 5  # tags of the item (by others) and of the user (on other items) in a tag_explanation prompt
     batch_size: int = 32
     beam_width: int = 5  # titles decoded per user; top-K beyond it is the popularity floor (QUALITY: 20)
     eval_batch_size: int = 128  # users per beam search (memory: users × beams × prompt tokens of cross-attention cache)
@@ -117,8 +125,19 @@ QUALITY = dict(encoder_layers=0, decoder_layers=0, max_title_tokens=16, beam_wid
                examples_per_user=8, max_epochs=50, max_minutes=20.0, fit_valid_users=200)
 
 
-def render(template: str, titles: list[str], title: str = "") -> str:
-    return P5_TEMPLATES[template].format(history="; ".join(titles), title=title)
+def render(template: str, titles: list[str], title: str = "", **context: str) -> str:
+    return P5_TEMPLATES[template].format(history="; ".join(titles), title=title, **context)
+
+
+def split_tags(text: str) -> list[str]:
+    """A user-written target as tags: ml-latest-small references are a pair's tags joined by ", "."""
+    return [tag for tag in (part.strip() for part in text.split(",")) if tag]
+
+
+def top_tags(counts: Counter, leave_out: Counter, n: int) -> str:
+    """The n most frequent tags of `counts` after removing `leave_out` (ties alphabetical), joined by ", "."""
+    left = counts - leave_out
+    return ", ".join(sorted(left, key=lambda tag: (-left[tag], tag))[:n]) or "none"
 
 
 def explanation_target(item_text: str, title: str) -> str:
@@ -129,7 +148,7 @@ def explanation_target(item_text: str, title: str) -> str:
 
 class GenerativeP5:
     name = "generative_p5"
-    code_version = "1"
+    code_version = "2"  # 2: tag_explanation prompts (item features, others' and the user's tags), per-user draw cap
     kind = "pytorch"
     upstream: tuple[str, ...] = ()
     Params = GenerativeP5Params
@@ -143,6 +162,9 @@ class GenerativeP5:
         self.model: nn.Module | None = None  # the (possibly PEFT-wrapped) seq2seq LM
         self.vocab = np.zeros(0, dtype=np.int64)  # output index -> LM token id
         self.item_titles: list[str] = []
+        self.item_features: list[str] = []  # item_text without the title (genres, description): tag prompts
+        self.user_tags: dict[int, Counter] = {}  # tags per user / item over the user-written training targets
+        self.item_tags: dict[int, Counter] = {}
         self.popularity = np.zeros(0, dtype=np.float32)  # item -> fraction in [0, 1): the floor's order
         self.trie: TitleTrie | None = None
         self.digest = ""
@@ -263,12 +285,26 @@ class GenerativeP5:
     def prompts(self, histories: list[np.ndarray], users: np.ndarray, template: str) -> list[str]:
         return [render(template, self.history_titles(histories[u])) for u in users]
 
-    def explanation_prompt(self, sequence: np.ndarray, item: int) -> str:
+    def explanation_prompt(self, sequence: np.ndarray, item: int, user: int | None = None, leave_out: str = "") -> str:
         """The explanation prompt of a (user, item) pair: the titles before the item in the user's sequence, or the
-        whole sequence when the item is not in it."""
+        whole sequence when the item is not in it. With `user` and a model trained on user-written targets: the
+        `tag_explanation` prompt instead (module docstring), without the tags of `leave_out` (a training target's own
+        text, so the prompt never holds its answer)."""
+        if user is not None and (self.user_tags or self.item_tags):
+            own = Counter(split_tags(leave_out))
+            return render("tag_explanation", [], self.item_titles[item], features=self.item_features[item],
+                          item_tags=top_tags(self.item_tags.get(item, Counter()), own, self.params.context_tags),
+                          user_tags=top_tags(self.user_tags.get(user, Counter()), own, self.params.context_tags))
         where = np.flatnonzero(np.asarray(sequence) == item)
         history = sequence[: where[0]] if len(where) else sequence
         return render("explanation", self.history_titles(history), self.item_titles[item])
+
+    def _remember_tags(self, pairs: list[tuple[tuple[int, int], str]]) -> None:
+        self.user_tags, self.item_tags = {}, {}
+        for (user, item), text in pairs:
+            tags = split_tags(text)
+            self.user_tags.setdefault(user, Counter()).update(tags)
+            self.item_tags.setdefault(item, Counter()).update(tags)
 
     def _item_explanations(self, data: SplitData) -> list[list[int]]:
         return [self._tokens(explanation_target(text, title), self.params.max_explanation_tokens)
@@ -305,7 +341,12 @@ class GenerativeP5:
                 examples.append((render(template, history), [titles[i] for i in seq[t : t + p.targets_per_example]]))
                 if self._explanations and rng.random() < p.explanation_share:
                     examples.append((render("explanation", history, self.item_titles[target]), [self._explanations[target]]))
-        examples.extend((prompt, [target]) for prompt, target in self._pair_explanations)
+        by_user: dict[int, list] = {}
+        for user, prompt, target in self._pair_explanations:
+            by_user.setdefault(user, []).append((prompt, [target]))
+        for user_pairs in by_user.values():
+            drawn = rng.permutation(len(user_pairs))[: p.explanation_pairs_per_user]
+            examples.extend(user_pairs[i] for i in drawn)
         return [examples[i] for i in rng.permutation(len(examples))]
 
     def _loss(self, batch: list[tuple[str, list[list[int]]]]) -> torch.Tensor:
@@ -357,8 +398,10 @@ class GenerativeP5:
         pairs = sorted((user_explanations or {}).items())
         pair_targets = [self._tokens(text, p.max_explanation_tokens) for _, text in pairs]
         self._build_catalogue(data, [*self._explanations, *pair_targets])
-        self._pair_explanations = [(self.explanation_prompt(data.train_sequences[u], i), target)
-                                   for ((u, i), _), target in zip(pairs, pair_targets)]
+        self.item_features = [explanation_target(text, title) for text, title in zip(data.item_text, data.item_titles)]
+        self._remember_tags(pairs)
+        self._pair_explanations = [(u, self.explanation_prompt(data.train_sequences[u], i, user=u, leave_out=text), target)
+                                   for ((u, i), text), target in zip(pairs, pair_targets)]
         self.model = self._adapted(self._base_model()).to(self.device)
         trainable = [q for q in self.model.parameters() if q.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=DEFAULT_LR[p.mode] if p.lr is None else p.lr, weight_decay=p.weight_decay)
@@ -473,6 +516,9 @@ class GenerativeP5:
         (path / "params.json").write_text(self.params.model_dump_json())
         (path / "fitted.json").write_text(json.dumps({
             "vocab": self.vocab.tolist(), "item_titles": self.item_titles, "popularity": self.popularity.tolist(), "digest": self.digest,
+            "item_features": self.item_features,
+            "user_tags": {str(u): dict(c) for u, c in self.user_tags.items()},
+            "item_tags": {str(i): dict(c) for i, c in self.item_tags.items()},
         }))
 
     @classmethod
@@ -483,6 +529,9 @@ class GenerativeP5:
         model.item_titles = fitted["item_titles"]
         model.popularity = np.asarray(fitted["popularity"], dtype=np.float32)
         model.digest = fitted["digest"]
+        model.item_features = fitted.get("item_features", [])
+        model.user_tags = {int(u): Counter(c) for u, c in fitted.get("user_tags", {}).items()}
+        model.item_tags = {int(i): Counter(c) for i, c in fitted.get("item_tags", {}).items()}
         model._build_trie([model._tokens(t, model.params.max_title_tokens) for t in model.item_titles])
         base = model._base_model()
         if model.params.mode == "lora":

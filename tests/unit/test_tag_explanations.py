@@ -78,6 +78,36 @@ def test_generative_p5_trains_on_user_explanations_and_their_tokens_enter_the_vo
     np.testing.assert_array_equal(GenerativeP5.load(tmp_path).vocab, model.vocab)
 
 
+def test_tag_explanation_prompts_are_grounded_and_never_hold_their_own_answer(tmp_path):
+    torch.set_num_threads(1)
+    data = themed_split()
+    space, cooking = 0, 5  # items: "Star Voyage" (space), "The Pasta Kitchen" (cooking)
+    targets = {(0, space): "classic, space", (1, space): "space, funny", (1, cooking): "funny",
+               **{(2, i): "in my queue" for i in range(6, 10)}}  # a prolific user
+    params = GenerativeP5Params(**{**TINY, "max_epochs": 1, "max_steps": 1}, explanation_pairs_per_user=2)
+    model = GenerativeP5(params)
+    model.fit(data, user_explanations=targets, item_explanations=False)
+
+    # A training target's prompt: the item's title and features, others' tags for the item, the user's tags on other
+    # items, with the pair's own tags left out (user 1 wrote "space, funny" on item 0: what is left is user 0's
+    # "classic, space" and user 1's "funny" on the cooking film).
+    prompt = model.explanation_prompt(data.train_sequences[1], space, user=1, leave_out="space, funny")
+    assert prompt == ("Star Voyage (A science-fiction film about astronauts, spaceships and distant planets.). "
+                      "Tagged by others: classic, space. This user's tags: funny. In the user's words, why?")
+    # A held-out pair reads every training tag of the item and the user, most frequent first.
+    held_out = model.explanation_prompt(data.train_sequences[1], 1, user=1)
+    assert "Tagged by others: none" in held_out and "This user's tags: funny, space" in held_out
+    # Without a user: the item-explanation prompt the published explanations use.
+    assert model.explanation_prompt(data.train_sequences[1], space).startswith("Explain why the user who watched")
+
+    # The prolific user's 4 pairs: at most 2 per epoch.
+    drawn = [prompt for prompt, _ in model._examples(data, np.random.default_rng(0)) if "in my queue" in prompt or "Tagged by" in prompt]
+    assert sum("This user's tags: in my queue" in p for p in drawn) == 2 and len(drawn) == 2 + 3
+
+    model.save(tmp_path)
+    assert GenerativeP5.load(tmp_path).explanation_prompt(data.train_sequences[1], 1, user=1) == held_out
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "ml-latest-small" / "tags.csv").is_file(),
                     reason=f"{SHARED_DATA}/ml-latest-small/tags.csv is absent (set LMREC_SHARED_DATA to shared/data)")
 def test_real_tags_csv_loads_and_splits():
