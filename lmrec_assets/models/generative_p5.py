@@ -478,6 +478,33 @@ class GenerativeP5:
             out.extend(generated)
         return out
 
+    @torch.no_grad()
+    def candidate_logprobs(self, prompt: str, candidates: list[str], batch_size: int = 256) -> np.ndarray:
+        """log P(candidate, then eos | prompt) of each candidate text (teacher forcing; the prompt encoded once): the
+        model choosing among grounded texts, so what it writes is one of them. -inf for a candidate with a token
+        outside the output vocabulary (the model cannot write it)."""
+        tokens = [self._tokens(c, self.params.max_explanation_tokens) for c in candidates]
+        writable = [i for i, t in enumerate(tokens) if t and max(t) < len(self._to_output) and (self._to_output[t] >= 0).all()]
+        out = np.full(len(candidates), -np.inf)
+        hidden, mask = self._encode([prompt])
+        for start in range(0, len(writable), batch_size):
+            chunk = writable[start : start + batch_size]
+            targets = [[*tokens[i], self.eos] for i in chunk]
+            width = max(map(len, targets))
+            decoder_ids = torch.full((len(chunk), width), self.tokenizer.pad_token_id, dtype=torch.long)
+            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
+            for row, target in enumerate(targets):
+                decoder_ids[row, : len(target)] = torch.as_tensor([self.start_token, *target[:-1]])
+                labels[row, : len(target)] = torch.as_tensor(self._to_output[target])
+            decoder_ids, labels = decoder_ids.to(self.device), labels.to(self.device)
+            with autocast(self.device, self.params.bf16):
+                logits = self._seq2seq()(encoder_outputs=(hidden.expand(len(chunk), -1, -1),),
+                                         attention_mask=mask.expand(len(chunk), -1), decoder_input_ids=decoder_ids,
+                                         decoder_attention_mask=(labels != -100).long()).logits
+            logp = F.log_softmax(logits.float(), dim=-1).gather(2, labels.clamp(min=0)[:, :, None])[:, :, 0]
+            out[chunk] = (logp * (labels != -100)).sum(1).cpu().numpy()
+        return out
+
     def ended(self, output_tokens: list[int]) -> bool:
         """Whether a `generate` output stopped at eos, not at its token limit."""
         return bool(output_tokens) and output_tokens[-1] == self._to_output[self.eos]
