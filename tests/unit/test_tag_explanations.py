@@ -108,6 +108,22 @@ def test_tag_explanation_prompts_are_grounded_and_never_hold_their_own_answer(tm
     assert GenerativeP5.load(tmp_path).explanation_prompt(data.train_sequences[1], 1, user=1) == held_out
 
 
+def test_candidate_logprobs_are_the_sequence_log_likelihoods_the_training_loss_sees():
+    torch.set_num_threads(1)
+    data = themed_split()
+    targets = {(0, 0): "classic, space", (1, 5): "funny"}
+    model = GenerativeP5(GenerativeP5Params(**{**TINY, "max_epochs": 1, "max_steps": 1}))
+    model.fit(data, user_explanations=targets, item_explanations=False)
+    prompt = model.explanation_prompt(data.train_sequences[1], 0, user=1)
+    logp = model.candidate_logprobs(prompt, ["classic, space", "funny", "saxophone"])
+    assert np.isneginf(logp[2])  # "saxophone" has tokens outside the output vocabulary: the model cannot write it
+    model.model.eval()
+    with torch.no_grad():  # the training loss is the mean token cross-entropy of the same teacher-forced sequence
+        loss = float(model._loss([(prompt, [model._tokens("funny", 24)])]))
+    n_tokens = len(model._tokens("funny", 24)) + 1  # + eos
+    assert logp[1] == pytest.approx(-loss * n_tokens, rel=1e-3)
+
+
 @pytest.mark.skipif(not (SHARED_DATA / "ml-latest-small" / "tags.csv").is_file(),
                     reason=f"{SHARED_DATA}/ml-latest-small/tags.csv is absent (set LMREC_SHARED_DATA to shared/data)")
 def test_real_tags_csv_loads_and_splits():
