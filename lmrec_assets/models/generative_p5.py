@@ -349,16 +349,22 @@ class GenerativeP5:
             examples.extend(user_pairs[i] for i in drawn)
         return [examples[i] for i in rng.permutation(len(examples))]
 
-    def _loss(self, batch: list[tuple[str, list[list[int]]]]) -> torch.Tensor:
-        """Mean token cross-entropy of every target of every source (teacher forcing, output vocabulary)."""
-        sources = self.tokenizer([s for s, _ in batch], padding=True, truncation=True, max_length=self.params.max_source_tokens, return_tensors="pt")
-        targets = [[*target, self.eos] for _, group in batch for target in group]
-        per_source = torch.as_tensor([len(group) for _, group in batch])
+    def _teacher_forcing(self, targets: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(decoder input ids, output-space labels) for LM-token targets that end in eos: inputs shifted right from
+        the start token, pads labelled -100 (ignored)."""
         decoder_ids = torch.full((len(targets), max(map(len, targets))), self.tokenizer.pad_token_id, dtype=torch.long)
         labels = torch.full(decoder_ids.shape, -100, dtype=torch.long)
         for row, target in enumerate(targets):
             decoder_ids[row, : len(target)] = torch.as_tensor([self.start_token, *target[:-1]])
             labels[row, : len(target)] = torch.as_tensor(self._to_output[target])
+        return decoder_ids, labels
+
+    def _loss(self, batch: list[tuple[str, list[list[int]]]]) -> torch.Tensor:
+        """Mean token cross-entropy of every target of every source (teacher forcing, output vocabulary)."""
+        sources = self.tokenizer([s for s, _ in batch], padding=True, truncation=True, max_length=self.params.max_source_tokens, return_tensors="pt")
+        targets = [[*target, self.eos] for _, group in batch for target in group]
+        per_source = torch.as_tensor([len(group) for _, group in batch])
+        decoder_ids, labels = self._teacher_forcing(targets)
         sources, decoder_ids, labels = sources.to(self.device), decoder_ids.to(self.device), labels.to(self.device)
         per_source = per_source.to(self.device)
         with autocast(self.device, self.params.bf16):
@@ -489,13 +495,7 @@ class GenerativeP5:
         hidden, mask = self._encode([prompt])
         for start in range(0, len(writable), batch_size):
             chunk = writable[start : start + batch_size]
-            targets = [[*tokens[i], self.eos] for i in chunk]
-            width = max(map(len, targets))
-            decoder_ids = torch.full((len(chunk), width), self.tokenizer.pad_token_id, dtype=torch.long)
-            labels = torch.full((len(chunk), width), -100, dtype=torch.long)
-            for row, target in enumerate(targets):
-                decoder_ids[row, : len(target)] = torch.as_tensor([self.start_token, *target[:-1]])
-                labels[row, : len(target)] = torch.as_tensor(self._to_output[target])
+            decoder_ids, labels = self._teacher_forcing([[*tokens[i], self.eos] for i in chunk])
             decoder_ids, labels = decoder_ids.to(self.device), labels.to(self.device)
             with autocast(self.device, self.params.bf16):
                 logits = self._seq2seq()(encoder_outputs=(hidden.expand(len(chunk), -1, -1),),
