@@ -68,9 +68,11 @@ def main() -> None:
     tags = tag_split(data) if args.dataset == "mlsmall" else None
     started = time.perf_counter()
     model = GenerativeP5(params)
-    if tags:
-        references = dict(zip(zip(tags["train"].user, tags["train"].item), tags["train"].reference))
-        report = model.fit(data, user_explanations=references, item_explanations=args.explanation_targets == "both")
+    if tags:  # trained on the fit pairs; the valid pairs choose the checkpoint and the grounded blend's weight
+        references = dict(zip(zip(tags["fit"].user, tags["fit"].item), tags["fit"].reference))
+        valid_references = dict(zip(zip(tags["valid"].user, tags["valid"].item), tags["valid"].reference))
+        report = model.fit(data, user_explanations=references, item_explanations=args.explanation_targets == "both",
+                           valid_explanations=valid_references)
     else:
         report = model.fit(data)
     fit_seconds = time.perf_counter() - started
@@ -85,6 +87,8 @@ def main() -> None:
     generation_seconds = time.perf_counter() - started
     lookup = generation.set_index(["split", "task", "template", "metric"])["value"]
     tag_results = tag_explanation_results(model, data, tags, item_categories) if tags else None
+    if tag_results:
+        tag_results["checkpoint_epoch"] = report.params.get("checkpoint_epoch")
 
     row = {
         "model": "generative_p5", "dataset": {"ml100k": "ml-100k", "mlsmall": "ml-latest-small"}[args.dataset],
@@ -129,73 +133,144 @@ def main() -> None:
 
 
 def tag_split(data) -> dict:
-    """ml-latest-small's tag references split by time; training pairs on a user's valid/test item are left out."""
+    """ml-latest-small's tag references split by time; training pairs on a user's valid/test item are left out, and
+    each user's latest 20% of the rest (by the same rule as the held-out split) are valid pairs, the others fit pairs."""
     from leaderboard import SHARED
-    from lmrec_assets.evaluation.tag_explanations import load_tags, tag_pairs
+    from lmrec_assets.evaluation.tag_explanations import latest_per_user, load_tags, tag_pairs
 
     tags = load_tags(SHARED / "ml-latest-small" / "tags.csv")
     split = tag_pairs(tags, data.user_ids, data.item_ids)
     train = split.train
     on_ranking_target = (train.item.values == data.valid_items[train.user]) | (train.item.values == data.test_items[train.user])
-    return {"tag_rows": len(tags), "dropped_rows": split.dropped, "pairs": split.pairs, "train": train[~on_ranking_target],
-            "held_out": split.held_out, "train_pairs_on_ranking_targets": int(on_ranking_target.sum())}
+    train = train[~on_ranking_target]
+    valid = latest_per_user(train, VALID_FRACTION)
+    return {"tag_rows": len(tags), "dropped_rows": split.dropped, "pairs": split.pairs, "train": train,
+            "fit": train[~valid], "valid": train[valid], "held_out": split.held_out,
+            "train_pairs_on_ranking_targets": int(on_ranking_target.sum())}
+
+
+VALID_FRACTION = 0.2  # of each tagging user's training pairs, for choosing the grounded blend (never test)
+BLEND_WEIGHTS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # similarity weight grid of the grounded blend
 
 
 def tag_explanation_results(model, data, tags: dict, item_categories: list[list[str]]) -> dict:
-    """Model (greedy, unconstrained), the product's template sentence and the most-frequent-tag baseline on the
-    held-out pairs, and the protocol counts."""
+    """Model (greedy, unconstrained; grounded; grounded blended with retrieval), retrieval alone, the product's
+    template sentence and the most-frequent-tag baseline on the held-out pairs, the blend chosen on the valid pairs,
+    the hallucination rates and the protocol counts."""
     import numpy as np
 
     from lmrec_assets.evaluation.explanations import explain_batch
-    from lmrec_assets.evaluation.tag_explanations import explanation_metrics, most_frequent_tag
+    from lmrec_assets.evaluation.tag_explanations import (blend, explanation_metrics, hallucinated, item_features,
+                                                          most_frequent_tag)
+    from lmrec_assets.models.generative_p5 import history_before
     from lmrec_assets.models.text import encode_texts
 
-    held_out, train = tags["held_out"], tags["train"]
+    held_out, train, valid = tags["held_out"], tags["train"], tags["valid"]
     limit = model.params.max_explanation_tokens
     normalise = lambda text: model.normalized(text, limit)  # noqa: E731 — the form the model writes text in
-    prompts = [model.explanation_prompt(data.train_sequences[u], item, user=u) for u, item in zip(held_out.user, held_out.item)]
+    prompts_of = lambda pairs: [model.explanation_prompt(data.train_sequences[u], item, user=u)  # noqa: E731
+                                for u, item in zip(pairs.user, pairs.item)]
+    prompts = prompts_of(held_out)
     started = time.perf_counter()
     written = [model.text(tokens) for tokens in model.generate(prompts, limit)]
     seconds = time.perf_counter() - started
     baseline = [normalise(tag) for tag in most_frequent_tag(train, held_out)]
     item_vectors, _ = encode_texts(data.item_text)
-    histories = [before(data.train_sequences[u], item) for u, item in zip(held_out.user, held_out.item)]
+    histories = [history_before(data.train_sequences[u], item) for u, item in zip(held_out.user, held_out.item)]
     template = [normalise(str(sentence)) for sentence in explain_batch(
         histories, held_out.item.to_numpy(dtype=np.int64)[:, None], data.item_titles, item_categories, item_vectors)[:, 0]]
-    # Grounded: the model only chooses among what the pair may say (candidates), by log P(text | prompt); retrieved:
-    # the same candidates ranked by MiniLM cosine to the item's text, no generative model.
-    candidates = grounded_candidates(train, held_out, item_categories)
-    started = time.perf_counter()
-    grounded = [normalise(pick_top(c, model.candidate_logprobs(p, c))) for p, c in zip(prompts, candidates)]
-    grounded_seconds = time.perf_counter() - started
-    candidate_texts = sorted({c for cs in candidates for c in cs})
-    vocabulary_vectors = dict(zip(candidate_texts, encode_texts(candidate_texts)[0]))
-    retrieved = [normalise(pick_top(c, np.array([vocabulary_vectors[t] @ item_vectors[i] for t in c])))
-                 for c, i in zip(candidates, held_out.item)]
     vocabulary = sorted({tag for pair_tags in tags["pairs"].tags for tag in pair_tags})
-    examples = [{"prompt": p, "reference": r, "model": m, "grounded": g, "retrieved": rt, "template": t, "baseline": b}
-                for p, r, m, g, rt, t, b in list(zip(prompts, held_out.reference, written, grounded, retrieved, template,
-                                                     baseline))[:: max(1, len(prompts) // 6)][:6]]
+
+    # Grounded: the model only chooses among what a pair may say (candidates), by log P(text | prompt), summed or per
+    # token; retrieved: the candidates ranked by MiniLM cosine to the item's text, no generative model; the blend of
+    # the two (tag_explanations.blend) takes its length rule and weight from the valid pairs, whose candidates come
+    # from the fit pairs only.
+    started = time.perf_counter()
+    valid_scores = candidate_scores(model, prompts_of(valid), grounded_candidates(tags["fit"], valid, item_categories),
+                                    valid.item, item_vectors)
+    scores = candidate_scores(model, prompts, grounded_candidates(train, held_out, item_categories), held_out.item, item_vectors)
+    grounded_seconds = time.perf_counter() - started
+    pick = lambda scored, length, weight: [  # noqa: E731
+        normalise(pick_top(c, blend(lm[length], cosine, weight))) for c, lm, cosine in scored]
+    grid = [{"length": length, "weight": weight,
+             **explanation_metrics(pick(valid_scores, length, weight), valid, vocabulary, normalise)}
+            for length in ("sum", "per token") for weight in BLEND_WEIGHTS]
+    best = {m: max(g[m] for g in grid) or 1.0 for m in BLEND_CRITERIA}
+    chosen = max(grid, key=lambda g: sum(g[m] / best[m] for m in BLEND_CRITERIA))
+    # Beside the grid, not in it: retrieval alone on the valid pairs, so the LM's share of the blend shows.
+    grid.append({"length": "none (retrieved)", "weight": np.inf,
+                 **explanation_metrics(pick(valid_scores, "sum", np.inf), valid, vocabulary, normalise)})
+    grounded = [normalise(pick_top(c, lm["sum"])) for c, lm, _ in scores]  # the LM alone, as in the first runs
+    blended = pick(scores, chosen["length"], chosen["weight"])
+    retrieved = pick(scores, "sum", np.inf)
+
+    # Constrained, as the product publishes LM text: the blend picks only among the tags the item is known to have
+    # when it is written (tags others gave it in training pairs, its genres); the template where it has none the LM
+    # can write. No hallucination by construction.
+    known = item_features(train, item_categories)
+    constrained, unknown = [], []  # unknown: the pair fell back to the template
+    for (c, lm, cosine), item, sentence in zip(scores, held_out.item, template):
+        allowed = np.array([tag in known[item] for tag in c])
+        text = pick_top(c, np.where(allowed, blend(lm[chosen["length"]], cosine, chosen["weight"]), -np.inf))
+        constrained.append(normalise(text) if text else sentence)
+        unknown.append(not text)
+    unknown = np.array(unknown)
+    written_by = {"generative_p5": written, "generative_p5, grounded": grounded,
+                  "generative_p5, grounded + retrieval": blended, "generative_p5, grounded + retrieval, constrained": constrained,
+                  "retrieved": retrieved, "template": template, "most_frequent_tag": baseline}
     # One user writes most held-out pairs (247 of 382 on ml-latest-small): the same metrics without that user too.
     others = (held_out.user != held_out.user.value_counts().idxmax()).to_numpy()
-    pick = lambda texts: [t for t, keep in zip(texts, others) if keep]  # noqa: E731
+    features = item_features(tags["pairs"], item_categories)
+    wrong = {name: hallucinated(texts, held_out.item, features, normalise) for name, texts in written_by.items()
+             if name != "template"}  # the template is a sentence naming the item's own genres, not a tag list
+    wrong["generative_p5, grounded + retrieval, constrained"] &= ~unknown  # its template rows name no tag
+    metrics = {}
+    for suffix, keep in (("", np.ones(len(held_out), dtype=bool)), (", without the top user", others)):
+        for name, texts in written_by.items():
+            metrics[name + suffix] = {
+                **explanation_metrics([t for t, k in zip(texts, keep) if k], held_out[keep], vocabulary, normalise),
+                "hallucination_rate": float(wrong[name][keep].mean()) if name in wrong else float("nan")}
+    examples = [{"prompt": p, "reference": r, "model": m, "grounded": g, "grounded + retrieval": gr, "retrieved": rt,
+                 "template": t, "baseline": b}
+                for p, r, m, g, gr, rt, t, b in list(zip(prompts, held_out.reference, written, grounded, blended,
+                                                         retrieved, template, baseline))[:: max(1, len(prompts) // 6)][:6]]
     return {
-        "metrics": {name + suffix: explanation_metrics(texts if suffix == "" else pick(texts),
-                                                       held_out if suffix == "" else held_out[others], vocabulary, normalise)
-                    for suffix in ("", ", without the top user")
-                    for name, texts in (("generative_p5", written), ("generative_p5, grounded", grounded),
-                                        ("retrieved", retrieved), ("template", template), ("most_frequent_tag", baseline))},
+        "metrics": metrics, "blend_choice": {"length": chosen["length"], "weight": chosen["weight"]},
+        "constrained_lm_share": float(1 - unknown.mean()),
+        "blend_grid_valid": grid,
         "tag_rows": tags["tag_rows"], "dropped_rows": tags["dropped_rows"], "pairs": len(tags["pairs"]),
-        "tagging_users": int(tags["pairs"].user.nunique()), "train_pairs": len(train),
-        "train_pairs_on_ranking_targets": tags["train_pairs_on_ranking_targets"], "held_out_pairs": len(held_out),
-        "held_out_users": int(held_out.user.nunique()), "held_out_items": int(held_out.item.nunique()),
+        "tagging_users": int(tags["pairs"].user.nunique()), "train_pairs": len(train), "fit_pairs": len(tags["fit"]),
+        "valid_pairs": len(valid), "train_pairs_on_ranking_targets": tags["train_pairs_on_ranking_targets"],
+        "held_out_pairs": len(held_out), "held_out_users": int(held_out.user.nunique()),
+        "held_out_items": int(held_out.item.nunique()),
         "held_out_pairs_of_the_top_user": int(held_out.user.value_counts().max()),
         "held_out_items_tagged_in_train": float(held_out.item.isin(train.item).mean()),
         "tag_vocabulary": len(vocabulary), "generation_seconds": round(seconds, 1), "examples": examples,
-        "grounded_seconds": round(grounded_seconds, 1), "grounded_candidates_mean": float(np.mean([len(c) for c in candidates])),
+        "grounded_seconds_valid_and_held_out": round(grounded_seconds, 1),
+        "grounded_candidates_mean": float(np.mean([len(c) for c, _, _ in scores])),
         "held_out_pairs_with_a_reference_tag_among_candidates": float(np.mean(
-            [bool(set(tags) & set(c)) for tags, c in zip(held_out.tags, candidates)])),
+            [bool(set(pair_tags) & set(c)) for pair_tags, (c, _, _) in zip(held_out.tags, scores)])),
     }
+
+
+BLEND_CRITERIA = ("bleu_1", "rouge_l", "fmr")  # the blend maximises their sum on valid, each ÷ its best on the grid
+
+
+def candidate_scores(model, prompts: list[str], candidates: list[list[str]], items, item_vectors) -> list[tuple]:
+    """Per pair: its candidates, the LM's log P(candidate | prompt) summed and per token (eos included), and each
+    candidate's MiniLM cosine to the item's text."""
+    import numpy as np
+
+    from lmrec_assets.models.text import encode_texts
+
+    texts = sorted({c for cs in candidates for c in cs})
+    vectors = dict(zip(texts, encode_texts(texts)[0]))
+    out = []
+    for prompt, pair, item in zip(prompts, candidates, items):
+        logp = model.candidate_logprobs(prompt, pair)
+        lengths = np.array([model.written_length(c) for c in pair])
+        out.append((pair, {"sum": logp, "per token": logp / lengths}, np.array([vectors[c] @ item_vectors[item] for c in pair])))
+    return out
 
 
 GROUNDED_TAGS = 2  # tags a grounded / retrieved explanation names (fixed before any run: nothing tuned on test)
@@ -226,20 +301,11 @@ def pick_top(candidates: list[str], scores) -> str:
     return ", ".join(candidates[i] for i in order[:GROUNDED_TAGS])
 
 
-def before(sequence, item: int):
-    """The part of a train sequence before `item` (all of it when the item is not there), as the model's prompt."""
-    import numpy as np
-
-    where = np.flatnonzero(np.asarray(sequence) == item)
-    return sequence[: where[0]] if len(where) else sequence
-
-
 def tag_lines(results: dict, targets: str) -> list[str]:
     import pandas as pd
 
     table = pd.DataFrame(results["metrics"]).T.rename_axis("explanations").reset_index()
-    trained_on = ("the training pairs' tag references only" if targets == "tags"
-                  else "the training pairs' tag references and the items' genres")
+    trained_on = "the tag references only" if targets == "tags" else "the tag references and the items' genres"
     return [
         "## Explanations against the users' own tags (held-out pairs)", "",
         f"Protocol: tags.csv ({results['tag_rows']} rows; dropped: {json.dumps(results['dropped_rows'])}) → one "
@@ -248,18 +314,37 @@ def tag_lines(results: dict, targets: str) -> list[str]:
         "Held out by time, per user: each tagging user's latest 20% of pairs (at least one; by the pair's first tag "
         f"timestamp, ties in file order): {results['held_out_pairs']} pairs of {results['held_out_users']} users "
         f"({results['held_out_pairs_of_the_top_user']} of them one user's; {results['held_out_items']} items, {results['held_out_items_tagged_in_train']:.0%} of them tagged in some "
-        f"training pair). The model's explanation task was trained on {trained_on}: {results['train_pairs']} pairs "
-        f"({results['train_pairs_on_ranking_targets']} more, on a user's valid/test item, left out so the ranking split "
-        "stays clean). Model: the \"explanation\" prompt (the titles before the item in the user's train sequence, "
-        "or the whole train history, and the item's title), unconstrained greedy decoding. Baseline: the item's most "
-        "frequent tag among training pairs (ties alphabetical), else the most frequent training tag. BLEU-1/4 "
-        "(sacrebleu), ROUGE-1/2/L F1, USR against the pair's reference (in the tokenizer's normal form, truncated to "
-        "the model's max_explanation_tokens); FMR/FCR/DIV with every tag as a feature, ground truth = the pair's own "
-        "tags.", "",
+        f"training pair). The model's explanation task was trained on {trained_on} of the fit pairs: "
+        f"{results['fit_pairs']} pairs ({results['train_pairs_on_ranking_targets']} more, on a user's valid/test item, "
+        "left out so the ranking split stays clean); each tagging user's latest 20% of the other training pairs, "
+        f"{results['valid_pairs']}, are valid pairs (never trained on) that choose the checkpoint (the epoch whose "
+        f"per-token NLL of their references is lowest: epoch {results.get('checkpoint_epoch')}) and the blend below. "
+        "Rows: **generative_p5** writes freely (the tag_explanation prompt: the item's title, genres, tags by others, "
+        "the user's own tags; greedy decoding). A pair's candidates are the tags others gave the item and the user's "
+        "200 most frequent tags (training pairs) and the item's genres "
+        f"({results['grounded_candidates_mean']:.0f} on average; "
+        f"{results['held_out_pairs_with_a_reference_tag_among_candidates']:.0%} of held-out pairs have a reference tag "
+        "among them). **grounded** names the LM's 2 most likely candidates (log P(text | prompt)); **retrieved** the 2 "
+        "closest to the item's text by MiniLM cosine, no generative model; **grounded + retrieval** ranks the "
+        "candidates the LM can write by z(LM log-likelihood) + w × z(cosine), the likelihood summed or per token, "
+        f"chosen on valid (best sum of BLEU-1, ROUGE-L and FMR, each ÷ its best on the grid): "
+        f"{results['blend_choice']['length']}, w = {results['blend_choice']['weight']:g}. Baseline: the item's most "
+        "frequent tag among training pairs (ties alphabetical), else the most frequent training tag; template: the "
+        "product's sentence. BLEU-1/4 (sacrebleu), ROUGE-1/2/L F1, USR against the pair's reference (in the "
+        "tokenizer's normal form, truncated to the model's max_explanation_tokens); FMR/FCR/DIV with every tag as a "
+        "feature, ground truth = the pair's own tags. Hallucination rate: the share of explanations naming a tag the "
+        "item does not have (no user ever gave it the tag in tags.csv, held-out pairs included, and it is not one of "
+        "its genres); the template names the item's own genres, so it has none by construction (blank). "
+        "**constrained** is the blend choosing only among the tags the item is known to have when it is written "
+        "(tags others gave it in training pairs, its genres), the template where none is left: "
+        f"{results['constrained_lm_share']:.0%} of pairs get the LM's text.", "",
         table.round(4).to_markdown(index=False), "",
         f"Greedy decoding of the {results['held_out_pairs']} held-out pairs: {results['generation_seconds']} s. "
         "The explanation rows of the generation table above use the item's genres as the reference (the demo's task)"
         + (", which this model was not trained to write." if targets == "tags" else "."), "",
+        "Blend on the valid pairs (the grid the choice was made on; the last row, retrieval alone, is not in it):", "",
+        pd.DataFrame(results["blend_grid_valid"])[["length", "weight", "bleu_1", "rouge_l", "fmr"]].round(4)
+        .to_markdown(index=False), "",
         "Examples (every n-th held-out pair):", "",
         pd.DataFrame(results["examples"]).to_markdown(index=False), "",
     ]

@@ -78,11 +78,17 @@ def tag_pairs(tags: pd.DataFrame, user_ids: Sequence[str], item_ids: Sequence[st
                         tags=("tag", lambda t: tuple(dict.fromkeys(t)))).reset_index()
     pairs["reference"] = pairs.tags.map(", ".join)
     pairs = pairs.sort_values(["user", "first_timestamp", "order"], kind="stable").reset_index(drop=True)
-    # Per user: rank from the latest pair backwards; the latest max(1, round(fraction × n)) are held out.
+    pairs["held_out"] = latest_per_user(pairs, fraction)
+    return TagPairs(pairs.drop(columns="order"), dropped)
+
+
+def latest_per_user(pairs: pd.DataFrame, fraction: float) -> np.ndarray:
+    """Per user, whether a pair is among their latest max(1, round(fraction × n)) pairs; `pairs` must be in time
+    order within each user (as `tag_pairs` keeps them). Splits held-out pairs off, and a valid split off the training
+    pairs by the same rule."""
     from_latest = pairs.groupby("user").cumcount(ascending=False)
     held = pairs.user.map(pairs.user.value_counts().map(lambda n: max(1, int(fraction * n + 0.5))))
-    pairs["held_out"] = from_latest < held
-    return TagPairs(pairs.drop(columns="order"), dropped)
+    return (from_latest < held).to_numpy()
 
 
 def most_frequent_tag(train: pd.DataFrame, held_out: pd.DataFrame) -> list[str]:
@@ -99,6 +105,42 @@ def most_frequent_tag(train: pd.DataFrame, held_out: pd.DataFrame) -> list[str]:
 
 def _top(counts: Counter) -> str:
     return min(counts, key=lambda tag: (-counts[tag], tag))
+
+
+def item_features(pairs: pd.DataFrame, item_categories: Sequence[Sequence[str]]) -> list[set[str]]:
+    """What each item has: every tag any user gave it (all pairs, held out too: the item's real tags) and its
+    genres, lower-cased. A tag an explanation names outside this set is a hallucination."""
+    features = [{normalise_tag(g) for g in genres if not g.startswith("(")} for genres in item_categories]
+    for item, tags in zip(pairs.item, pairs.tags):
+        features[int(item)].update(tags)
+    return features
+
+
+def hallucinated(explanations: Sequence[str], items: Sequence[int], features: Sequence[set[str]],
+                 normalise: Callable[[str], str]) -> np.ndarray:
+    """Per tag-list explanation ("a, b"): whether it names something its item does not have (`item_features`),
+    compared in the form the explanations are written in. An empty explanation names nothing."""
+    normal = {}
+    def has(item: int, piece: str) -> bool:
+        if item not in normal:
+            normal[item] = {normalise(f) for f in features[item]}
+        return piece in normal[item]
+    return np.array([any(not has(int(item), piece) for piece in (p.strip() for p in text.split(",")) if piece)
+                     for text, item in zip(explanations, items)], dtype=bool)
+
+
+def blend(lm_scores: np.ndarray, similarity: np.ndarray, weight: float) -> np.ndarray:
+    """One pair's candidates scored by z(language-model score) + weight × z(similarity), each standardised over the
+    candidates the LM can write (the two live on different scales); one it cannot write (-inf) stays -inf, so what is
+    picked is still text the LM could have written. weight = inf: similarity alone, every candidate."""
+    lm, similarity = np.asarray(lm_scores, dtype=float), np.asarray(similarity, dtype=float)
+    z = lambda x: (x - x.mean()) / (x.std() or 1.0)  # noqa: E731
+    if np.isinf(weight):
+        return z(similarity)
+    out, writable = np.full(len(lm), -np.inf), np.isfinite(lm)
+    if writable.any():
+        out[writable] = z(lm[writable]) + weight * z(similarity[writable])
+    return out
 
 
 def explanation_metrics(

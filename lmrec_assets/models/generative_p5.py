@@ -129,6 +129,12 @@ def render(template: str, titles: list[str], title: str = "", **context: str) ->
     return P5_TEMPLATES[template].format(history="; ".join(titles), title=title, **context)
 
 
+def history_before(sequence: np.ndarray, item: int) -> np.ndarray:
+    """The part of a sequence before `item`'s first occurrence; all of it when the item is not there."""
+    where = np.flatnonzero(np.asarray(sequence) == item)
+    return sequence[: where[0]] if len(where) else sequence
+
+
 def split_tags(text: str) -> list[str]:
     """A user-written target as tags: ml-latest-small references are a pair's tags joined by ", "."""
     return [tag for tag in (part.strip() for part in text.split(",")) if tag]
@@ -295,9 +301,7 @@ class GenerativeP5:
             return render("tag_explanation", [], self.item_titles[item], features=self.item_features[item],
                           item_tags=top_tags(self.item_tags.get(item, Counter()), own, self.params.context_tags),
                           user_tags=top_tags(self.user_tags.get(user, Counter()), own, self.params.context_tags))
-        where = np.flatnonzero(np.asarray(sequence) == item)
-        history = sequence[: where[0]] if len(where) else sequence
-        return render("explanation", self.history_titles(history), self.item_titles[item])
+        return render("explanation", self.history_titles(history_before(sequence, item)), self.item_titles[item])
 
     def _remember_tags(self, pairs: list[tuple[tuple[int, int], str]]) -> None:
         self.user_tags, self.item_tags = {}, {}
@@ -394,9 +398,11 @@ class GenerativeP5:
     # --- Recommender ----------------------------------------------------------------------------------------------
 
     def fit(self, data: SplitData, user_explanations: Mapping[tuple[int, int], str] | None = None,
-            item_explanations: bool = True) -> FitReport:
+            item_explanations: bool = True, valid_explanations: Mapping[tuple[int, int], str] | None = None) -> FitReport:
         """Train under the budget. `user_explanations`: extra explanation targets {(user, item): text}, one example
-        each per epoch; `item_explanations=False`: train explanations on those only (see the module docstring)."""
+        each per epoch; `item_explanations=False`: train explanations on those only (see the module docstring);
+        `valid_explanations`: held-out pairs of the same kind, never trained on: the weights kept are those of the
+        epoch whose explanations of them are most likely (per-token NLL, checked after every epoch)."""
         p = self.params
         torch.manual_seed(p.seed)
         rng = np.random.default_rng(p.seed)
@@ -408,6 +414,9 @@ class GenerativeP5:
         self._remember_tags(pairs)
         self._pair_explanations = [(u, self.explanation_prompt(data.train_sequences[u], i, user=u, leave_out=text), target)
                                    for ((u, i), text), target in zip(pairs, pair_targets)]
+        valid = [(self.explanation_prompt(data.train_sequences[u], i, user=u), text)
+                 for (u, i), text in sorted((valid_explanations or {}).items())]
+        best = None  # (valid NLL, epoch, weights)
         self.model = self._adapted(self._base_model()).to(self.device)
         trainable = [q for q in self.model.parameters() if q.requires_grad]
         optimizer = torch.optim.AdamW(trainable, lr=DEFAULT_LR[p.mode] if p.lr is None else p.lr, weight_decay=p.weight_decay)
@@ -419,14 +428,33 @@ class GenerativeP5:
                 break
             losses, steps = optimizer_epoch(self._examples(data, rng), p.batch_size, self._loss, optimizer, out_of_budget, steps)
             curve.append({"epoch": epoch, "steps": steps, "loss": float(np.mean(losses)), "seconds": time.perf_counter() - started})
+            if valid:
+                curve[-1]["valid_explanation_nll"] = nll = self._explanation_nll(valid)
+                if best is None or nll < best[0]:
+                    best = (nll, epoch, {k: v.detach().clone() for k, v in self.model.state_dict().items()})
             log.info(f"{self.name} epoch {epoch}: {curve[-1]}")
+        if best is not None:
+            self.model.load_state_dict(best[2])
         self.model.eval()
         self.digest = self._weights_digest()
         ndcg = self._valid_ndcg(data) if p.fit_valid_users else None
         return FitReport(
-            params={**p.model_dump(), "steps": steps, **({"user_explanations": len(pairs)} if pairs else {}), "output_vocabulary": len(self.vocab), "train_seconds": time.perf_counter() - started},
+            params={**p.model_dump(), "steps": steps, **({"user_explanations": len(pairs)} if pairs else {}),
+                    **({"valid_explanations": len(valid), "checkpoint_epoch": best[1]} if best else {}),
+                    "output_vocabulary": len(self.vocab), "train_seconds": time.perf_counter() - started},
             valid_ndcg_at_10=ndcg, curve=curve, trainable_parameters=sum(q.numel() for q in trainable),
         )
+
+    def _explanation_nll(self, pairs: list[tuple[str, str]]) -> float:
+        """Per-token negative log-likelihood of the (prompt, text) pairs the model can write (teacher forcing, eval
+        mode); the pairs with a token outside the output vocabulary are left out."""
+        was_training = self.model.training
+        self.model.eval()
+        logp = np.array([self.candidate_logprobs(prompt, [text])[0] for prompt, text in pairs])
+        self.model.train(was_training)
+        writable = np.isfinite(logp)
+        lengths = np.array([self.written_length(text) for _, text in pairs])
+        return float(-logp[writable].sum() / max(1, lengths[writable].sum()))
 
     def _valid_ndcg(self, data: SplitData) -> float:
         users = data.evaluation_users("valid")
@@ -504,6 +532,10 @@ class GenerativeP5:
             logp = F.log_softmax(logits.float(), dim=-1).gather(2, labels.clamp(min=0)[:, :, None])[:, :, 0]
             out[chunk] = (logp * (labels != -100)).sum(1).cpu().numpy()
         return out
+
+    def written_length(self, text: str) -> int:
+        """Tokens the model writes for an explanation `text`, eos included (what candidate_logprobs sums over)."""
+        return len(self._tokens(text, self.params.max_explanation_tokens)) + 1
 
     def ended(self, output_tokens: list[int]) -> bool:
         """Whether a `generate` output stopped at eos, not at its token limit."""

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from lmrec_assets.evaluation.tag_explanations import explanation_metrics, load_tags, most_frequent_tag, tag_pairs
+from lmrec_assets.evaluation.tag_explanations import (blend, explanation_metrics, hallucinated, item_features,
+                                                      latest_per_user, load_tags, most_frequent_tag, tag_pairs)
 from lmrec_assets.models.generative_p5 import GenerativeP5, GenerativeP5Params
 from tests.unit.test_generative_p5 import TINY
 from tests.unit.test_lm_models import themed_split
@@ -52,6 +53,49 @@ def test_pairs_split_by_time_per_user_and_the_baseline():
     assert perfect["fcr"] == pytest.approx(4 / 6)  # space, dark comedy, action, gore of 6 tags
     scores = explanation_metrics(baseline, held_out, vocabulary, normalise=str)
     assert scores["fmr"] == pytest.approx(2 / 4) and scores["usr"] == pytest.approx(3 / 4)
+
+
+def test_a_valid_split_off_the_training_pairs_takes_each_users_latest_by_the_same_rule():
+    split = tag_pairs(hand_made_tags(), user_ids=["1", "2", "3", "4"], item_ids=["10", "20", "30", "40", "50"])
+    valid = latest_per_user(split.train, 0.2)
+    # User 0's training pairs in time order: items 0 (99), 4 (150), 1 (200), 2 (300) → round(0.8) = 1: item 2.
+    assert split.train[valid][["user", "item"]].values.tolist() == [[0, 2], [1, 1], [3, 2]]
+
+
+def test_a_tag_the_item_never_had_is_a_hallucination_and_genres_count_as_features():
+    split = tag_pairs(hand_made_tags(), user_ids=["1", "2", "3", "4"], item_ids=["10", "20", "30", "40", "50"])
+    genres = [["Comedy"], ["Sci-Fi"], ["Action", "Comedy"], [], ["(no genres listed)"]]
+    features = item_features(split.pairs, genres)  # every pair, held-out ones too: the item's real tags
+    assert features[2] == {"action", "comedy", "funny", "dark comedy"} and features[4] == {"gore"}
+    flags = hallucinated(["funny, comedy", "space", "gore,", "", "action, space"], [0, 1, 4, 3, 2], features, str)
+    assert flags.tolist() == [False, False, False, False, True]  # "space" was never a tag of item 30
+
+
+def test_the_blend_standardises_both_scores_and_never_picks_what_the_lm_cannot_write():
+    lm, cosine = np.array([-1.0, -2.0, -np.inf, -3.0]), np.array([0.1, 0.2, 0.9, 0.8])
+    assert np.argmax(blend(lm, cosine, 0.0)) == 0  # the LM alone
+    scored = blend(lm, cosine, 4.0)
+    assert np.isneginf(scored[2]) and np.argmax(scored) == 3  # similarity dominates among what the LM can write
+    assert np.argmax(blend(lm, cosine, np.inf)) == 2  # similarity alone: every candidate
+    assert np.allclose(blend(lm * 10, cosine * 3, 1.0), blend(lm, cosine, 1.0))  # scale-free
+
+
+def test_valid_explanations_pick_the_epoch_that_explains_them_best_and_are_never_trained_on():
+    torch.set_num_threads(1)
+    data = themed_split()
+    train = {(u, int(data.train_sequences[u][1])): "zebra, marmalade" for u in range(4)}
+    valid = {(u, int(data.train_sequences[u][2])): "zebra, saxophone" for u in range(4, 6)}  # "saxophone": unwritable
+    valid[(6, int(data.train_sequences[6][2]))] = "marmalade, zebra"
+    model = GenerativeP5(GenerativeP5Params(**{**TINY, "max_epochs": 3, "max_steps": 0}))
+    report = model.fit(data, user_explanations=train, item_explanations=False, valid_explanations=valid)
+    nll = [row["valid_explanation_nll"] for row in report.curve]
+    assert len(nll) == 3 and report.params["checkpoint_epoch"] == 1 + int(np.argmin(nll))
+    assert report.params["valid_explanations"] == 3
+    saxophone = model.tokenizer("saxophone", add_special_tokens=False)["input_ids"]
+    assert not set(saxophone) <= set(model.vocab.tolist())  # valid text never enters the trained vocabulary
+    # The kept weights are that epoch's: the finished model explains the valid pairs exactly as well.
+    pairs = [(model.explanation_prompt(data.train_sequences[u], i, user=u), text) for (u, i), text in sorted(valid.items())]
+    assert model._explanation_nll(pairs) == pytest.approx(min(nll), rel=1e-5)
 
 
 def test_generative_p5_trains_on_user_explanations_and_their_tokens_enter_the_vocabulary(tmp_path):
