@@ -68,7 +68,7 @@ def encode_at(precision: str, texts: list[str], prompts: list[str], batch_size: 
     encoder.encode(["warm-up"] * 8)
     load_seconds = time.perf_counter() - started
     out = {"precision": precision, "effective_precision": effective, "load_seconds": load_seconds,
-           "device": "cpu" if effective == "int8" else str(resolve_device()), "threads": encoding_threads()}
+           "device": "cpu" if effective.startswith("int8") else str(resolve_device()), "threads": encoding_threads()}
     for name, batch in (("items", texts), ("prompts", prompts)):
         with tempfile.TemporaryDirectory() as cache:
             started = time.perf_counter()

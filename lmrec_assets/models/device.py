@@ -9,6 +9,7 @@ constructor, moves its modules there, creates its tensors there and hands scores
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -37,6 +38,16 @@ def cpu_has_bf16() -> bool:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):  # a torch build without oneDNN
         return False
+
+
+def cpu_has_vnni() -> bool:
+    """Whether this CPU has AVX512-VNNI or AVX-VNNI (int8 products accumulated in int32; Linux /proc/cpuinfo, False
+    where it cannot tell)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
 
 
 def bf16_native(device: torch.device) -> bool:
