@@ -50,7 +50,8 @@ def encoder_precision(name: str | None = None) -> str:
     torch's x86 kernels quantize activations to 7 bits (`reduce_range`) because without VNNI their u8×s8 products
     saturate at int16; that costs the feed-forward layers most (cosine to fp32 0.976 mean / 0.94 min on demo texts).
     A CPU with AVX512-VNNI or AVX-VNNI accumulates in int32, so there it runs with 8-bit activations (`int8-act8`:
-    cosine 0.993 mean / 0.986 min, about 10% slower than 7 bits, 2.4x faster than fp32); elsewhere `int8-act7`.
+    cosine 0.993 mean / 0.979 min on 50k demo texts, about 10% slower than 7 bits, 2.2x faster than fp32: see
+    benchmarks/results/encoding.md); elsewhere `int8-act7`.
     bf16: bf16 weights (cosine 0.9999, about 2x faster on a CPU with AVX512-BF16), where the device computes in bf16
     (a CPU with AVX512-BF16 / AMX, a CUDA GPU from Ampere on); elsewhere it falls back to fp32 (logged: emulated bf16
     is slower). What really runs is what the cache and versions record."""
