@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
 import duckdb
 import pandas as pd
-from dagster import AssetKey, DataVersion, MaterializeResult, MetadataValue
+from dagster import AssetKey, BetaWarning, DataVersion, MaterializeResult, MetadataValue, Output
 
 
 from lmrec_assets.warehouse import replace_rows, table_exists
@@ -123,6 +124,14 @@ def reuse(context, asset_key: str, version: str, why: str, current: dict | None 
             MATERIALIZED_OUTCOME: "made before; this Dagster instance has no record of that materialization",
         }
     return MaterializeResult(asset_key=AssetKey(asset_key), data_version=DataVersion(version), metadata=metadata)
+
+
+def versioned_output(version: str, metadata: dict) -> Output:
+    """The output of a graph asset's last op with its data version (what MaterializeResult carries for an @asset):
+    Output's `data_version` is marked beta, though it is how ops report a version; the warning is not the user's."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BetaWarning)
+        return Output(None, data_version=DataVersion(version), metadata=metadata)
 
 
 def _text(value) -> str | None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import uuid
 import warnings
 from collections.abc import Callable
 from functools import lru_cache
@@ -190,9 +191,11 @@ def encode_texts(
         # Normalise again in fp32: bf16 / int8 encoders normalise at their own precision (norms off by up to ~1%).
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         part = pd.DataFrame({"key": list(new_keys), "vector": list(vectors)})
-        tmp = folder / f".part-{len(parts):05d}.parquet.tmp"
+        # Names unique per writer: processes running side by side (parts of one run) may add to the folder at once.
+        unique = uuid.uuid4().hex[:12]
+        tmp = folder / f".part-{os.getpid()}-{unique}.parquet.tmp"
         part.to_parquet(tmp)
-        written = folder / f"part-{len(parts):05d}-{new_keys[0][:8]}.parquet"
+        written = folder / f"part-{len(parts):05d}-{new_keys[0][:8]}-{unique}.parquet"
         tmp.rename(written)
         known.update(zip(new_keys, vectors))  # `known` is this process's index of the folder: the part counts as read
         _READ_PARTS[folder][0].add(written)
