@@ -7,6 +7,7 @@ import pytest
 import torch
 from dagster import materialize
 from peft import PeftModel
+from safetensors.numpy import load_file
 from transformers import AutoModel
 
 from lmrec_assets.models.base import SplitData
@@ -99,18 +100,25 @@ def test_item_embeddings_asset_reencodes_only_changed_items(tmp_path):
         con.executemany("insert into marts.dim_items values (?, ?)", list(zip(data.item_ids, data.item_text)))
     resources = {"warehouse": WarehouseResource(path=str(warehouse)), "artifacts": ArtifactStoreResource(data_dir=str(tmp_path))}
 
-    def run() -> dict:
-        result = materialize([item_embeddings], resources=resources)
+    def run(item_blocks: int = 1) -> dict:
+        config = {"ops": {"item_embeddings": {"ops": {"plan_item_encoding": {"config": {"item_blocks": item_blocks}}}}}}
+        result = materialize([item_embeddings], resources=resources, run_config=config)
         return {k: v.value for k, v in result.asset_materializations_for_node("item_embeddings")[0].metadata.items()}
+
+    def vectors(version: str) -> np.ndarray:
+        return load_file(str(tmp_path / "artifacts" / "item_embeddings" / version / "embeddings.safetensors"))["embeddings"]
 
     first = run()
     with duckdb.connect(str(warehouse)) as con:
         con.execute("update marts.dim_items set item_text = 'A documentary about bees.' where item_id = 'i0'")
-    second = run()
-    assert (first["n_newly_encoded"], first["n_items"], first["dim"]) == (15, 15, 384)
-    assert (second["n_newly_encoded"], second["n_from_cache"]) == (1, 14)
+    second = run(item_blocks=3)  # three encoding steps: only the block holding i0 encodes anything
+    assert (first["n_newly_encoded"], first["n_items"], first["dim"], first["blocks"]) == (15, 15, 384, 1)
+    assert (second["n_newly_encoded"], second["n_from_cache"], second["blocks"]) == (1, 14, 3)
     assert first["version"] != second["version"]
-    assert (tmp_path / "artifacts" / "item_embeddings" / second["version"] / "embeddings.safetensors").exists()
+    changed = [i for i, item in enumerate(sorted(data.item_ids)) if item == "i0"]
+    unchanged = np.setdiff1d(np.arange(15), changed)
+    np.testing.assert_array_equal(vectors(first["version"])[unchanged], vectors(second["version"])[unchanged])
+    assert run(item_blocks=3)["outcome"].startswith("unchanged")
 
 
 def test_lora_lowers_the_loss_and_saves_a_standard_peft_adapter(tmp_path):
