@@ -2,8 +2,9 @@
 recommendation tables as the in-process run.
 
 Redis and PostgreSQL come from the OS packages (`.ci/run` installs redis-server when it is missing) and are started
-here on loopback in temporary folders; the test skips, saying why, when either cannot be started. One worker with
-concurrency 1 executes the steps; the instance's pool limit keeps the warehouse to one writer anyway.
+here on loopback in temporary folders; the test skips, saying why, when either cannot be started. The worker runs
+two processes (concurrency 2): the scoring parts (two user buckets per model) run side by side outside the warehouse
+pool, while the instance's pool limit keeps the warehouse to one writer.
 """
 
 from __future__ import annotations
@@ -136,7 +137,9 @@ def test_celery_run_with_postgres_storage_makes_the_in_process_tables(demo_pipel
     shutil.copy(ROOT / "deploy" / "dagster-production.yaml", home / "dagster.yaml")
     celery = {"broker": f"{redis_url}/0", "backend": f"{redis_url}/1"}
     (tmp_path / "worker.yaml").write_text(json.dumps({"execution": {"config": celery}}))
-    run_config = {"execution": {"config": {"celery": celery}}, "ops": {name: {"config": QUICK} for name in TRAINED}}
+    scoring = {"recommendations": {"ops": {"plan_recommendations": {"config": {"user_buckets": 2}}}}}
+    run_config = {"execution": {"config": {"celery": celery}},
+                  "ops": {**{name: {"config": QUICK} for name in TRAINED}, **scoring}}
     (tmp_path / "run.json").write_text(json.dumps(run_config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("LMREC_")} | {
         "DAGSTER_HOME": str(home),
@@ -151,7 +154,7 @@ def test_celery_run_with_postgres_storage_makes_the_in_process_tables(demo_pipel
     with open(worker_log, "w") as log:
         worker = subprocess.Popen(
             [str(BIN / "dagster-celery"), "worker", "start", "-A", "dagster_celery.app", "-y", str(tmp_path / "worker.yaml"),
-             "-n", "lmrec-test", "--", "--concurrency=1", "--pool=prefork"],
+             "-n", "lmrec-test", "--", "--concurrency=2", "--pool=prefork"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
     try:
@@ -176,6 +179,9 @@ def test_celery_run_with_postgres_storage_makes_the_in_process_tables(demo_pipel
         assert [status for (status,) in cur.fetchall()] == ["SUCCESS"]
         cur.execute("select count(*) from event_logs where dagster_event_type = 'ASSET_MATERIALIZATION'")
         assert cur.fetchone()[0] > 10
+        cur.execute("select distinct step_key from event_logs where step_key like '%score_recommendation_part%'")
+        parts = {step for (step,) in cur.fetchall()}
+        assert {f"recommendations.score_recommendation_part[{m}_{b}]" for m in TRAINED for b in (0, 1)} <= parts
     assert not list(home.rglob("*.db")), "storage fell back to SQLite"
 
     # Same model versions and lists; SASRec's scores may differ in the last float bits (multi-threaded training).
