@@ -75,6 +75,7 @@ class Plan:
     k: int
     user_buckets: int
     parts: int  # how many part files the write step must receive
+    models: dict[str, tuple[str, float]]  # model → (version scored, valid NDCG@10), as the plan read the registry
     reused: dict | None  # the re-reported metadata when this version exists already (then no part is scored)
 
 
@@ -101,10 +102,10 @@ class PartFile:
     scored: bool  # False: the file was there already (kept from an earlier attempt of this version)
 
 
-def user_bucket(user_ids: np.ndarray, n_buckets: int) -> np.ndarray:
-    """A user's bucket from a hash of the id alone: the same in every process, run and executor."""
-    return np.array([int.from_bytes(hashlib.sha256(str(u).encode()).digest()[:8], "big") % n_buckets for u in user_ids],
-                    dtype=np.int64)
+def user_hash(user_ids: np.ndarray) -> np.ndarray:
+    """A hash of each user id alone (a user's bucket is hash % buckets): the same in every process, run and executor."""
+    return np.array([int.from_bytes(hashlib.sha256(str(u).encode()).digest()[:8], "big") for u in user_ids],
+                    dtype=np.uint64)
 
 
 def save_inputs(path: Path, user_ids: np.ndarray, item_ids: np.ndarray, histories: list[np.ndarray]) -> None:
@@ -112,14 +113,17 @@ def save_inputs(path: Path, user_ids: np.ndarray, item_ids: np.ndarray, historie
     offsets = np.cumsum([0] + [len(h) for h in histories]).astype(np.int64)
     flat = np.concatenate(histories).astype(np.int64) if histories else np.zeros(0, np.int64)
     tmp = path.with_name(f".{path.name}.{uuid4().hex}.tmp.npz")
-    np.savez(tmp, user_ids=user_ids.astype(str), item_ids=item_ids.astype(str), offsets=offsets, flat=flat)
+    np.savez(tmp, user_ids=user_ids.astype(str), item_ids=item_ids.astype(str), offsets=offsets, flat=flat,
+             user_hash=user_hash(user_ids))
     tmp.rename(path)
 
 
-def load_inputs(path: Path) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+def load_inputs(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
+    """(user_ids, item_ids, user_hash, histories) as `save_inputs` wrote them."""
     with np.load(path, allow_pickle=False) as npz:
         offsets, flat = npz["offsets"], npz["flat"]
-        return npz["user_ids"], npz["item_ids"], [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+        histories = [flat[a:b] for a, b in zip(offsets[:-1], offsets[1:])]
+        return npz["user_ids"], npz["item_ids"], npz["user_hash"], histories
 
 
 def recommend_top_k(model: Recommender, users: np.ndarray, histories: list[np.ndarray], user_ids: np.ndarray,
@@ -156,7 +160,7 @@ def plan_recommendations(context: OpExecutionContext, config: RecommendationsCon
         version = _version(registry, config.k)
         folder = Path(artifacts.data_dir) / "partitions" / "recommendations" / version
         if reused := reuse_if_unchanged(context, con, "recommendations", version, "same model versions"):
-            yield Output(Plan(version, str(folder), config.k, config.user_buckets, 0, dict(reused.metadata)), "plan")
+            yield Output(Plan(version, str(folder), config.k, config.user_buckets, 0, {}, dict(reused.metadata)), "plan")
             # One empty part: a fan-out with no part would skip the write step, and with it every asset downstream.
             yield DynamicOutput(None, mapping_key="unchanged", output_name="parts")
             return
@@ -166,7 +170,8 @@ def plan_recommendations(context: OpExecutionContext, config: RecommendationsCon
     if not inputs.exists():  # a re-execution of this version keeps the snapshot its finished parts were scored from
         save_inputs(inputs, data.user_ids, data.item_ids, data.histories("test"))
     n = config.user_buckets
-    yield Output(Plan(version, str(folder), config.k, n, len(registry) * n, None), "plan")
+    models = {r.model: (r.model_version, r.valid_ndcg_at_10) for r in registry.itertuples()}
+    yield Output(Plan(version, str(folder), config.k, n, len(registry) * n, models, None), "plan")
     for row in registry.itertuples():
         for bucket in range(n):
             part = Part(row.model, row.model_version, row.artifact_path, bucket, n, config.k, config.batch_size,
@@ -184,8 +189,8 @@ def score_recommendation_part(context: OpExecutionContext, part: Optional[Part])
         frame = pd.read_parquet(path, columns=["rank"])
         context.log.info(f"{part.model} bucket {part.bucket}/{part.n_buckets}: part kept from an earlier attempt")
         return PartFile(part.model, part.bucket, str(path), sha256_file(path), len(frame), scored=False)
-    user_ids, item_ids, histories = load_inputs(Path(part.inputs))
-    users = np.flatnonzero(user_bucket(user_ids, part.n_buckets) == part.bucket)
+    user_ids, item_ids, hashes, histories = load_inputs(Path(part.inputs))
+    users = np.flatnonzero(hashes % np.uint64(part.n_buckets) == part.bucket)
     model = load_model(part.model, part.artifact_path)
     recs = recommend_top_k(model, users, histories, user_ids, item_ids, part.k, part.batch_size)
     recs.insert(0, "model_version", part.model_version)
@@ -220,7 +225,6 @@ def write_recommendations(context: OpExecutionContext, plan: Plan, parts: list[O
     generated_at = datetime.now(timezone.utc).replace(tzinfo=None)
     paths = sorted(part.path for part in parts)
     with warehouse.connect() as con:
-        registry = latest_versions(con, list(MODELS))
         con.begin()
         con.execute("create schema if not exists recs")
         con.execute("""create table if not exists recs.recommendations (model varchar, model_version varchar,
@@ -253,9 +257,9 @@ def write_recommendations(context: OpExecutionContext, plan: Plan, parts: list[O
         # One lineage row; `files` holds every part file (and the histories snapshot) with its sha256.
         record_artifact(
             con, asset_key="recommendations", version=plan.version, run_id=context.run_id,
-            code_version=CODE_VERSION, parent_keys=registry["model"], path=folder,
+            code_version=CODE_VERSION, parent_keys=list(plan.models), path=folder,
             details={"k": plan.k, "user_buckets": plan.user_buckets,
-                     "model_versions": dict(zip(registry["model"], registry["model_version"])),
+                     "model_versions": {model: version for model, (version, _) in plan.models.items()},
                      "parts_scored": sum(p.scored for p in parts), "parts_kept": sum(not p.scored for p in parts)},
         )
         create_views(con)
@@ -265,7 +269,8 @@ def write_recommendations(context: OpExecutionContext, plan: Plan, parts: list[O
     yield versioned_output(plan.version, {
         **metadata,
         "outcome": "made",
-        "models": MetadataValue.md(registry[["model", "model_version", "valid_ndcg_at_10"]].to_markdown(index=False)),
+        "models": MetadataValue.md(pd.DataFrame([(m, v, ndcg) for m, (v, ndcg) in plan.models.items()],
+                                                columns=["model", "model_version", "valid_ndcg_at_10"]).to_markdown(index=False)),
         "parts": len(parts),
         "parts kept from an earlier attempt": sum(not p.scored for p in parts),
         "part files": MetadataValue.path(str(folder)),
